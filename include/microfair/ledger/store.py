@@ -1,0 +1,279 @@
+"""The :class:`Ledger`: idempotent writes and the reads the CLI and dashboard need."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from microfair.ledger.models import AuditEntry, Dataset, DatasetFile, Record, StageEvent, StageStatus, utcnow
+
+log = logging.getLogger(__name__)
+
+#: Stages in life-cycle order, as the dashboard shows them.
+STAGES = ("collect", "validate", "convert", "qc", "backup", "irods", "deposit")
+
+
+@dataclass
+class RunContext:
+    """Where an event comes from in Airflow, so the dashboard can clear exactly that task."""
+
+    dag_id: str | None = None
+    run_id: str | None = None
+    task_id: str | None = None
+    map_index: int | None = None
+    attempt: int = 1
+
+
+@dataclass
+class StageOutcome:
+    """What a stage reports back into its event while it runs."""
+
+    bytes: int | None = None
+    checksum: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    state: str = "succeeded"  # a stage may downgrade itself to "flagged" or "skipped"
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split(":///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+class Ledger:
+    """Dataset ledger over any SQLAlchemy URL (SQLite by default, PostgreSQL at scale)."""
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        if migrate:
+            self.migrate()
+
+    @classmethod
+    def from_config(cls, cfg: Any, **kw: Any) -> "Ledger":
+        return cls(cfg.ledger.url, **kw)
+
+    # -- schema -------------------------------------------------------------
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision (idempotent)."""
+        from microfair.ledger.migrate import upgrade
+
+        upgrade(self.engine)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._sessions() as s, s.begin():
+            yield s
+
+    # -- datasets -----------------------------------------------------------
+    def get(self, uid: str) -> Dataset | None:
+        with self.session() as s:
+            return s.scalar(select(Dataset).where(Dataset.uid == uid))
+
+    def require(self, uid: str) -> Dataset:
+        ds = self.get(uid)
+        if ds is None:
+            raise KeyError(f"{uid}: no such dataset in the ledger")
+        return ds
+
+    def upsert_dataset(self, uid: str, **fields: Any) -> Dataset:
+        with self.session() as s:
+            ds = s.scalar(select(Dataset).where(Dataset.uid == uid))
+            if ds is None:
+                ds = Dataset(uid=uid, **fields)
+                s.add(ds)
+            else:
+                for k, v in fields.items():
+                    setattr(ds, k, v)
+            s.flush()
+            return ds
+
+    def update(self, uid: str, **fields: Any) -> Dataset:
+        with self.session() as s:
+            ds = s.scalar(select(Dataset).where(Dataset.uid == uid))
+            if ds is None:
+                raise KeyError(f"{uid}: no such dataset in the ledger")
+            for k, v in fields.items():
+                setattr(ds, k, v)
+            return ds
+
+    def datasets(self, *, state: str | None = None, project: str | None = None) -> list[Dataset]:
+        with self.session() as s:
+            q = select(Dataset).order_by(Dataset.id)
+            if state:
+                q = q.where(Dataset.state == state)
+            if project:
+                q = q.where(Dataset.project == project)
+            return list(s.scalars(q))
+
+    def add_file(self, uid: str, role: str, path: str | Path, *, size_bytes: int | None = None,
+                 sha256: str | None = None, blake3: str | None = None) -> None:
+        with self.session() as s:
+            ds = s.scalar(select(Dataset).where(Dataset.uid == uid))
+            if ds is None:
+                raise KeyError(f"{uid}: no such dataset in the ledger")
+            f = s.scalar(select(DatasetFile).where(DatasetFile.dataset_id == ds.id, DatasetFile.role == role,
+                                                   DatasetFile.path == str(path)))
+            if f is None:
+                f = DatasetFile(dataset_id=ds.id, role=role, path=str(path))
+                s.add(f)
+            f.size_bytes, f.sha256, f.blake3 = size_bytes, sha256, blake3
+
+    def files(self, uid: str, role: str | None = None) -> list[DatasetFile]:
+        with self.session() as s:
+            q = select(DatasetFile).join(Dataset).where(Dataset.uid == uid).order_by(DatasetFile.id)
+            if role:
+                q = q.where(DatasetFile.role == role)
+            return list(s.scalars(q))
+
+    # -- records ------------------------------------------------------------
+    def put_record(self, uid: str, kind: str, body: dict[str, Any]) -> None:
+        with self.session() as s:
+            ds_id = s.scalar(select(Dataset.id).where(Dataset.uid == uid))
+            if ds_id is None:
+                raise KeyError(f"{uid}: no such dataset in the ledger")
+            rec = s.scalar(select(Record).where(Record.dataset_id == ds_id, Record.kind == kind))
+            if rec is None:
+                s.add(Record(dataset_id=ds_id, kind=kind, body=body))
+            else:
+                rec.body = body
+                rec.updated_at = utcnow()
+
+    def get_record(self, uid: str, kind: str) -> dict[str, Any] | None:
+        with self.session() as s:
+            return s.scalar(select(Record.body).join(Dataset).where(Dataset.uid == uid, Record.kind == kind))
+
+    # -- events -------------------------------------------------------------
+    def start_event(self, uid: str | None, stage: str, ctx: RunContext | None = None) -> int:
+        ctx = ctx or RunContext()
+        with self.session() as s:
+            ds_id = None
+            if uid is not None:
+                ds_id = s.scalar(select(Dataset.id).where(Dataset.uid == uid))
+                if ds_id is None:
+                    raise KeyError(f"{uid}: no such dataset in the ledger")
+            ev = StageEvent(dataset_id=ds_id, stage=stage, state="running", attempt=ctx.attempt,
+                            dag_id=ctx.dag_id, run_id=ctx.run_id, task_id=ctx.task_id, map_index=ctx.map_index)
+            s.add(ev)
+            s.flush()
+            if ds_id is not None:
+                self._set_status(s, ds_id, stage, "running", ev.id, None)
+            return ev.id
+
+    def finish_event(self, event_id: int, state: str, *, bytes: int | None = None, checksum: str | None = None,
+                     error: str | None = None, details: dict[str, Any] | None = None) -> None:
+        with self.session() as s:
+            ev = s.get(StageEvent, event_id)
+            if ev is None:
+                raise KeyError(f"no stage event {event_id}")
+            ev.state, ev.ended_at = state, utcnow()
+            ev.bytes, ev.checksum, ev.error = bytes, checksum, error
+            if details:
+                ev.details = details
+            if ev.dataset_id is not None:
+                self._set_status(s, ev.dataset_id, ev.stage, state, ev.id, error)
+
+    @staticmethod
+    def _set_status(s: Session, ds_id: int, stage: str, state: str, event_id: int, error: str | None) -> None:
+        st = s.get(StageStatus, (ds_id, stage))
+        if st is None:
+            s.add(StageStatus(dataset_id=ds_id, stage=stage, state=state, event_id=event_id, error=error))
+        else:
+            st.state, st.event_id, st.error, st.updated_at = state, event_id, error, utcnow()
+
+    @contextmanager
+    def stage(self, uid: str | None, stage: str, ctx: RunContext | None = None) -> Iterator[StageOutcome]:
+        """Record one attempt of ``stage``: running → succeeded/flagged/skipped, or failed with the reason.
+
+        The exception is re-raised so that the Airflow task fails visibly too.
+        """
+        event_id = self.start_event(uid, stage, ctx)
+        outcome = StageOutcome()
+        try:
+            yield outcome
+        except BaseException as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            self.finish_event(event_id, "failed", bytes=outcome.bytes, checksum=outcome.checksum, error=reason,
+                              details={**outcome.details, "traceback": traceback.format_exc(limit=8)})
+            raise
+        self.finish_event(event_id, outcome.state, bytes=outcome.bytes, checksum=outcome.checksum,
+                          details=outcome.details or None)
+
+    def events(self, uid: str | None = None, stage: str | None = None) -> list[StageEvent]:
+        with self.session() as s:
+            q = select(StageEvent).order_by(StageEvent.id)
+            if uid is not None:
+                q = q.join(Dataset).where(Dataset.uid == uid)
+            if stage:
+                q = q.where(StageEvent.stage == stage)
+            return list(s.scalars(q))
+
+    def stage_states(self, uid: str) -> dict[str, StageStatus]:
+        with self.session() as s:
+            q = select(StageStatus).join(Dataset).where(Dataset.uid == uid)
+            return {st.stage: st for st in s.scalars(q)}
+
+    # -- audit --------------------------------------------------------------
+    def audit(self, actor: str, action: str, uid: str | None = None, details: dict[str, Any] | None = None) -> None:
+        with self.session() as s:
+            ds_id = s.scalar(select(Dataset.id).where(Dataset.uid == uid)) if uid else None
+            s.add(AuditEntry(actor=actor, action=action, dataset_id=ds_id, details=details))
+
+    def audit_entries(self, action: str | None = None) -> list[AuditEntry]:
+        with self.session() as s:
+            q = select(AuditEntry).order_by(AuditEntry.id)
+            if action:
+                q = q.where(AuditEntry.action == action)
+            return list(s.scalars(q))
+
+    # -- summaries ----------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        """Counts per dataset state and per stage state, for `microfair status` and the demo."""
+        with self.session() as s:
+            by_state = dict(s.execute(select(Dataset.state, func.count()).group_by(Dataset.state)).all())
+            stages: dict[str, dict[str, int]] = {}
+            for stage, state, n in s.execute(
+                select(StageStatus.stage, StageStatus.state, func.count()).group_by(StageStatus.stage, StageStatus.state)
+            ):
+                stages.setdefault(stage, {})[state] = n
+            total_bytes = s.scalar(select(func.coalesce(func.sum(Dataset.size_bytes), 0)))
+            problems = [
+                {"uid": uid, "name": name, "state": state, "reason": reason}
+                for uid, name, state, reason in s.execute(
+                    select(Dataset.uid, Dataset.name, Dataset.state, Dataset.reason)
+                    .where(Dataset.state.in_(("quarantined", "failed"))).order_by(Dataset.id)
+                )
+            ]
+            return {"datasets": sum(by_state.values()), "bytes": int(total_bytes or 0), "by_state": by_state,
+                    "stages": stages, "problems": problems}
+
+
+def as_dict(ds: Dataset) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for col in Dataset.__table__.columns:
+        v = getattr(ds, col.name)
+        out[col.name] = v.isoformat() if isinstance(v, datetime) else v
+    return out

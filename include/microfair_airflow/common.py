@@ -1,0 +1,37 @@
+"""Helpers shared by every microfair task: the facility configuration, the ledger, the run context."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from microfair.config import FacilityConfig, load_config
+from microfair.ledger import Ledger, RunContext
+
+
+@functools.lru_cache(maxsize=4)
+def _cached(path: str | None) -> tuple[FacilityConfig, Ledger]:
+    cfg = load_config(path)
+    return cfg, Ledger.from_config(cfg)
+
+
+def facility(config_path: str | None = None) -> tuple[FacilityConfig, Ledger]:
+    """The facility configuration (``$MICROFAIR_CONFIG``) and its ledger, loaded once per process."""
+    return _cached(config_path)
+
+
+def run_context(context: dict[str, Any] | None) -> RunContext:
+    """Turn an Airflow task context into a ledger :class:`RunContext` (dag, run, task, map index, try)."""
+    if not context:
+        return RunContext()
+    ti = context.get("ti") or context.get("task_instance")
+    if ti is None:
+        return RunContext()
+    map_index = getattr(ti, "map_index", None)
+    return RunContext(
+        dag_id=getattr(ti, "dag_id", None),
+        run_id=getattr(ti, "run_id", None),
+        task_id=getattr(ti, "task_id", None),
+        map_index=None if map_index is None or map_index < 0 else int(map_index),
+        attempt=int(getattr(ti, "try_number", 1) or 1),
+    )

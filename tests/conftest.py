@@ -1,0 +1,42 @@
+"""Shared fixtures: a throw-away facility (configuration + ledger) and the real sample files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from microfair.config import FacilityConfig, init_local_config, load_config
+from microfair.ledger import Ledger
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def facility_config(tmp_path: Path) -> FacilityConfig:
+    """A runnable local configuration rooted in a temporary folder (stability delay 0)."""
+    path = init_local_config(tmp_path / "facility")
+    cfg = load_config(path)
+    for z in cfg.landing_zones:
+        z.stability_seconds = 0.0
+    return cfg
+
+
+@pytest.fixture
+def ledger(facility_config: FacilityConfig) -> Ledger:
+    return Ledger.from_config(facility_config)
+
+
+@pytest.fixture(scope="session")
+def testdata() -> Path:
+    """The real Zeiss and Leica sample files (``$MICROFAIR_TESTDATA``); skips when not set."""
+    value = os.environ.get("MICROFAIR_TESTDATA")
+    if not value:
+        if os.environ.get("CI"):
+            pytest.fail("MICROFAIR_TESTDATA must be set in CI")
+        pytest.skip("MICROFAIR_TESTDATA is not set")
+    path = Path(value).resolve()
+    if not path.is_dir():
+        pytest.fail(f"MICROFAIR_TESTDATA={value} is not a folder")
+    return path
