@@ -40,7 +40,8 @@ class StageOutcome:
     bytes: int | None = None
     checksum: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
-    state: str = "succeeded"  # a stage may downgrade itself to "flagged" or "skipped"
+    state: str = "succeeded"  # a stage may set "flagged", "skipped" or "failed" (with ``error``) itself
+    error: str | None = None
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -220,7 +221,7 @@ class Ledger:
                               details={**outcome.details, "traceback": traceback.format_exc(limit=8)})
             raise
         self.finish_event(event_id, outcome.state, bytes=outcome.bytes, checksum=outcome.checksum,
-                          details=outcome.details or None)
+                          error=outcome.error, details=outcome.details or None)
 
     def events(self, uid: str | None = None, stage: str | None = None) -> list[StageEvent]:
         with self.session() as s:
