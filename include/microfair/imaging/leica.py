@@ -1,0 +1,228 @@
+"""What a Leica LIF image holds, in bioio's terms: axis mapping and metadata from liffile.
+
+LAS X stores frames whose two axes need not be Y and X: an *xz* scan stores (Z, X)
+frames, an *xt* line scan (T, X), and a lambda sweep adds an emission (``λ``) or
+excitation (``Λ``) axis bioio does not model. We map them as Bio-Formats does (the frame
+rows become Y, a wavelength sweep becomes T) and keep a note of the original axis so
+nobody mistakes an xz section for an xy plane.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+from xml.etree import ElementTree
+
+import numpy as np
+
+from microfair.imaging.ome_build import ChannelSpec, ObjectiveSpec
+
+#: bioio's axes, in the order our reader returns them.
+TARGET_ORDER = ("T", "C", "Z", "Y", "X", "S")
+
+AXIS_MEANING = {
+    "X": "X (width)", "Y": "Y (height)", "Z": "Z (depth)", "T": "T (time)",
+    "λ": "λ (emission wavelength sweep)", "Λ": "Λ (excitation wavelength sweep)",
+    "A": "A (rotation)", "N": "N (XT slices)", "Q": "Q (T slices)", "L": "L (loop)",
+}
+
+#: Axes that can be folded into a free bioio axis (in this order of preference).
+FOLDABLE = ("λ", "Λ", "A", "N", "Q", "L")
+FREE_SLOTS = ("T", "Z")
+
+
+class LifLayoutError(ValueError):
+    """The image has an axis layout this reader does not map (for example FLIM or mosaics)."""
+
+
+@dataclass(frozen=True)
+class AxisMapping:
+    """How the axes stored in the file become bioio's TCZYX[S]."""
+
+    source: tuple[str, ...]  # liffile order, e.g. ("T", "C", "Z", "X")
+    target: tuple[str, ...]  # bioio name of each source axis, e.g. ("T", "C", "Y", "X")
+    original: dict[str, str] = field(default_factory=dict)  # bioio axis -> what it really is
+
+    @property
+    def output_dims(self) -> str:
+        present = set(self.target)
+        return "".join(d for d in TARGET_ORDER if d in present or d != "S")
+
+    def permutation(self) -> tuple[int, ...]:
+        """Source-axis order that sorts the axes into TCZYX[S] order."""
+        return tuple(sorted(range(len(self.target)), key=lambda i: TARGET_ORDER.index(self.target[i])))
+
+    def output_shape(self, source_shape: tuple[int, ...]) -> tuple[int, ...]:
+        sizes = dict(zip(self.target, source_shape))
+        return tuple(sizes.get(d, 1) for d in self.output_dims)
+
+
+def map_axes(dims: tuple[str, ...]) -> AxisMapping:
+    """Map liffile dimension codes to bioio axes; raise :class:`LifLayoutError` if impossible."""
+    unsupported = [d for d in dims if d not in AXIS_MEANING and d not in ("C", "S")]
+    if unsupported:
+        raise LifLayoutError(
+            f"axes {unsupported} (of {''.join(dims)}) are not supported by the microfair LIF reader "
+            "(FLIM histograms, mosaics); use the Bio-Formats fallback"
+        )
+    spatial = [d for d in dims if d not in ("C", "S")]
+    if len(spatial) < 2 or spatial[-1] != "X":
+        raise LifLayoutError(f"frames of axes {''.join(dims)} do not end in X")
+    row = spatial[-2]
+    rename: dict[str, str] = {}
+    if row != "Y":
+        rename[row] = "Y"
+        if "Y" in dims:  # e.g. an xzy stack: the stepped Y takes the place the row axis left
+            rename["Y"] = row if row in FREE_SLOTS else _free_slot(dims, rename)
+    for d in dims:
+        if d in FOLDABLE and d not in rename:
+            rename[d] = _free_slot(dims, rename)
+    target = tuple(rename.get(d, d) for d in dims)
+    original = {rename[d]: AXIS_MEANING[d] for d in dims if d in rename}
+    return AxisMapping(source=tuple(dims), target=target, original=original)
+
+
+def _free_slot(dims: tuple[str, ...], rename: dict[str, str]) -> str:
+    used = {rename.get(d, d) for d in dims}
+    for slot in FREE_SLOTS:
+        if slot not in used:
+            return slot
+    raise LifLayoutError(f"no free T or Z axis to hold the extra axes of {''.join(dims)}")
+
+
+@dataclass
+class LifScene:
+    """Everything we read from one LIF image's XML, without touching the pixels."""
+
+    index: int
+    name: str
+    source_sizes: dict[str, int]
+    dtype: str
+    mapping: AxisMapping
+    pixel_size_um: tuple[float | None, float | None, float | None]  # Z, Y, X after mapping
+    time_increment_s: float | None
+    channels: list[ChannelSpec]
+    acquisition_date: datetime | None
+    microscope_model: str | None
+    objective: ObjectiveSpec | None
+    scan_mode: str | None
+
+
+def describe(index: int, image: Any) -> LifScene:
+    """Read one ``liffile`` image's layout and metadata."""
+    sizes = dict(image.sizes)
+    mapping = map_axes(tuple(sizes))
+    steps = {d: _step(c) for d, c in image.coords.items()}
+    by_target = dict(zip(mapping.target, mapping.source))
+
+    def spatial(axis: str) -> float | None:
+        src = by_target.get(axis)
+        if src is None or src not in ("X", "Y", "Z") or steps.get(src) is None:
+            return None
+        return steps[src] * 1e6  # liffile coordinates are in metres
+
+    time_src = by_target.get("T")
+    time_increment = steps.get("T") if time_src == "T" else None
+    settings = _acquisition_settings(image.xml_element)
+    stamps = image.timestamps
+    acquired = None
+    if stamps is not None and len(stamps):
+        acquired = _as_datetime(stamps[0])
+    return LifScene(
+        index=index,
+        name=image.name,
+        source_sizes=sizes,
+        dtype=str(image.dtype),
+        mapping=mapping,
+        pixel_size_um=(spatial("Z"), spatial("Y"), spatial("X")),
+        time_increment_s=time_increment,
+        channels=_channels(image.xml_element, settings, sizes.get("C", 1)),
+        acquisition_date=acquired,
+        microscope_model=_text(settings, "MicroscopeModel"),
+        objective=_objective(settings),
+        scan_mode=_text(settings, "ScanMode"),
+    )
+
+
+def _step(coord: np.ndarray) -> float | None:
+    coord = np.asarray(coord)
+    if coord.ndim != 1 or coord.size < 2 or not np.issubdtype(coord.dtype, np.number):
+        return None
+    step = float(coord[-1] - coord[0]) / (coord.size - 1)
+    return abs(step) if step else None
+
+
+def _as_datetime(value: np.datetime64) -> datetime | None:
+    try:
+        seconds = value.astype("datetime64[us]").astype("int64") / 1e6
+        return datetime.fromtimestamp(seconds, tz=timezone.utc)
+    except (ValueError, OverflowError, TypeError):
+        return None
+
+
+def _acquisition_settings(xml: ElementTree.Element) -> ElementTree.Element | None:
+    for tag in ("ATLConfocalSettingDefinition", "ATLCameraSettingDefinition"):
+        found = xml.find(f".//{tag}")
+        if found is not None:
+            return found
+    return None
+
+
+def _text(element: ElementTree.Element | None, key: str) -> str | None:
+    if element is None:
+        return None
+    value = (element.get(key) or "").strip()
+    return " ".join(value.split()) or None
+
+
+def _float(element: ElementTree.Element | None, key: str) -> float | None:
+    try:
+        value = float(_text(element, key) or "")
+    except ValueError:
+        return None
+    return value if value > 0 else None
+
+
+def _objective(settings: ElementTree.Element | None) -> ObjectiveSpec | None:
+    spec = ObjectiveSpec(
+        model=_text(settings, "ObjectiveName"),
+        numerical_aperture=_float(settings, "NumericalAperture"),
+        magnification=_float(settings, "Magnification"),
+        immersion=_text(settings, "Immersion"),
+    )
+    return spec if any(vars(spec).values()) else None
+
+
+def _channels(
+    xml: ElementTree.Element, settings: ElementTree.Element | None, n: int
+) -> list[ChannelSpec]:
+    """Channel names: dye of the active detector (confocal), else filter cube, else LUT colour."""
+    luts = [c.get("LUTName") or None for c in xml.iter("ChannelDescription")][:n]
+    luts += [None] * (n - len(luts))
+    confocal = _confocal_channels(settings) if settings is not None else []
+    if len(confocal) == n:
+        return [ChannelSpec(c.name or luts[i], c.emission_nm) for i, c in enumerate(confocal)]
+    cubes = [
+        (w.get("FluoCubeName") or w.get("ContrastingMethodName") or "").strip()
+        for w in xml.iter("WideFieldChannelInfo")
+    ]
+    if len(cubes) == n and all(cubes):
+        return [ChannelSpec(name) for name in cubes]
+    return [ChannelSpec(lut) for lut in luts]
+
+
+def _confocal_channels(settings: ElementTree.Element) -> list[ChannelSpec]:
+    bands = {b.get("Channel"): b for b in settings.iter("MultiBand")}
+    out = []
+    for det in settings.iter("Detector"):
+        if det.get("IsActive") != "1":
+            continue
+        band = bands.get(det.get("Channel"))
+        dye = (band.get("DyeName") or "").strip() if band is not None else ""
+        emission = None
+        if band is not None:
+            lo, hi = _float(band, "TargetWaveLengthBegin"), _float(band, "TargetWaveLengthEnd")
+            emission = round((lo + hi) / 2, 1) if lo and hi else None
+        out.append(ChannelSpec(dye or (det.get("Name") or "").strip() or None, emission))
+    return out

@@ -1,0 +1,201 @@
+"""Open any microscope file through bioio's reader plugins, or say clearly why not.
+
+:func:`open_image` never looks at file extensions itself: every installed bioio plugin
+declares the extensions it reads, and we try the plugins that claim the file, in order:
+
+1. our own plugins first (``microfair-lif`` reads every LIF, so all LIF files of a
+   facility get the same axis mapping and metadata, whether or not bioio-lif could read
+   them), then bioio's usual order (longest matching extension, most specific plugin);
+2. each candidate must open the file *and* read its last pixel through the lazy path
+   (this is what catches truncated files, whose header parses fine);
+3. if none works and Bio-Formats is configured (``MICROFAIR_BIOFORMATS_JAR``), it is
+   tried last (see :mod:`microfair.imaging.bioformats`).
+
+Known plugin bugs are worked around here, keyed by plugin name (see ``READER_OPTIONS``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib.metadata import entry_points, packages_distributions, version
+from pathlib import Path
+from typing import Any
+
+from bioio import BioImage
+
+log = logging.getLogger(__name__)
+
+OUR_DISTRIBUTION = "microfair"
+
+#: Reader keyword arguments that work around known plugin bugs, keyed by plugin name.
+READER_OPTIONS: dict[str, dict[str, Any]] = {
+    # bioio-czi 3.0.1 (aicspylibczi mode): the lazy path copies sample 0 into all three
+    # samples of RGB CZIs unless the samples axis "A" is a chunk axis.
+    "bioio-czi": {"chunk_dims": ["Y", "X", "A"]},
+}
+
+#: Plugins that must not be picked by extension (they need set-up first; tried last).
+DEFERRED_PLUGINS = {"bioio-bioformats"}
+
+
+class UnreadableImage(Exception):
+    """No reader could read the file; ``reason`` says why, for a facility manager."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{self.path.name}: {reason}")
+
+
+@dataclass(frozen=True)
+class ReaderPlugin:
+    """One installed bioio reader plugin."""
+
+    name: str
+    version: str | None
+    distribution: str | None
+    extensions: tuple[str, ...]
+    metadata: Any  # the plugin's ReaderMetadata class
+
+    def reader(self) -> type:
+        return self.metadata.get_reader()
+
+
+@lru_cache(maxsize=1)
+def installed_plugins() -> tuple[ReaderPlugin, ...]:
+    """Every bioio reader plugin that loads; a broken one is logged and skipped."""
+    found = []
+    for ep in entry_points(group="bioio.readers"):
+        try:
+            meta = ep.load().ReaderMetadata
+            exts = tuple(
+                e.lower() if e.startswith(".") else f".{e.lower()}"
+                for e in meta.get_supported_extensions()
+            )
+        except Exception as err:  # noqa: BLE001 - one broken plugin must not stop the others
+            log.warning("bioio reader plugin %s could not be loaded and is skipped: %s", ep.name, err)
+            continue
+        dist = ep.dist.name if ep.dist is not None else None
+        ver = ep.dist.version if ep.dist is not None else None
+        found.append(ReaderPlugin(ep.name, ver, dist, exts, meta))
+    return tuple(found)
+
+
+def candidate_plugins(path: str | Path) -> list[ReaderPlugin]:
+    """Plugins that claim ``path`` by their declared extensions, best first."""
+    name = Path(path).name.lower()
+    scored = []
+    for plugin in installed_plugins():
+        if plugin.name in DEFERRED_PLUGINS:
+            continue
+        matched = [e for e in plugin.extensions if name.endswith(e)]
+        directory = Path(path).is_dir() and _supports_directories(plugin)
+        if not matched and not directory:
+            continue
+        longest = max((len(e) for e in matched), default=0)
+        ours = plugin.distribution == OUR_DISTRIBUTION
+        scored.append(((not ours, -longest, len(plugin.extensions), plugin.name.lower()), plugin))
+    return [p for _, p in sorted(scored, key=lambda item: item[0])]
+
+
+def _supports_directories(plugin: ReaderPlugin) -> bool:
+    check = getattr(plugin.metadata, "supports_directory_images", None)
+    try:
+        return bool(check()) if check is not None else False
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def reader_identity(img: BioImage) -> tuple[str, str | None]:
+    """(plugin name, version) of the reader behind ``img``, e.g. ``("bioio-czi", "3.0.1")``."""
+    module = type(img.reader).__module__
+    top = module.split(".")[0]
+    for plugin in installed_plugins():
+        if getattr(plugin.metadata, "__module__", "").split(".")[0] == top:
+            return getattr(type(img.reader), "plugin_name", None) or plugin.name, plugin.version
+    dists = packages_distributions().get(top, [])
+    if dists:
+        return dists[0], version(dists[0])
+    return top, None
+
+
+def open_image(path: str | Path, *, scene: int | str | None = None, probe: bool = True) -> BioImage:
+    """Open a microscope file with the first bioio plugin that can really read it.
+
+    Parameters
+    ----------
+    path: the file (or directory image, e.g. OME-Zarr).
+    scene: select this scene (index or name) before returning; default the first.
+    probe: read the last pixel of the selected scene and of the last scene through the
+        lazy path, to catch truncated files (costs one chunk each, typically one plane).
+
+    Raises
+    ------
+    UnreadableImage: empty, missing, truncated, corrupt or unsupported file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UnreadableImage(path, "file not found")
+    if path.is_file() and path.stat().st_size == 0:
+        raise UnreadableImage(path, "empty file (0 bytes): the copy or the acquisition did not finish")
+    label = _format_label(path)
+    attempts: list[str] = []
+    for plugin in candidate_plugins(path):
+        try:
+            img = BioImage(path, reader=plugin.reader(), **READER_OPTIONS.get(plugin.name, {}))
+            _select_and_probe(img, scene, probe)
+        except Exception as err:  # noqa: BLE001 - every failure is reported to the caller
+            attempts.append(f"{plugin.name}: {_short(err)}")
+            log.info("%s: reader %s cannot read it: %s", path.name, plugin.name, _short(err))
+            continue
+        log.info("%s: read with %s", path.name, plugin.name)
+        return img
+    from microfair.imaging import bioformats  # lazy: never start a JVM unless needed
+
+    if bioformats.is_configured():
+        try:
+            img = BioImage(path, reader=bioformats.reader_class())
+            _select_and_probe(img, scene, probe)
+            log.info("%s: read with Bio-Formats (no bioio plugin could)", path.name)
+            return img
+        except Exception as err:  # noqa: BLE001
+            attempts.append(f"bioio-bioformats: {_short(err)}")
+    if not attempts:
+        raise UnreadableImage(path, f"no reader supports this file ({label}); "
+                              "install a bioio plugin or configure the Bio-Formats fallback")
+    raise UnreadableImage(path, f"truncated or corrupt {label}: " + "; ".join(attempts))
+
+
+def _select_and_probe(img: BioImage, scene: int | str | None, probe: bool) -> None:
+    if scene is not None:
+        if isinstance(scene, int) and not 0 <= scene < len(img.scenes):
+            raise IndexError(f"scene {scene} does not exist (the file has {len(img.scenes)})")
+        img.set_scene(scene)
+    _ = img.dims  # parses the header of the selected scene
+    if not probe:
+        return
+    selected = img.current_scene
+    # the selected scene and the last one: a truncated file loses its end first
+    for name in dict.fromkeys([img.scenes[-1], selected]):
+        img.set_scene(name)
+        lazy = img.dask_data
+        lazy[(-1,) * lazy.ndim].compute()
+
+
+def _format_label(path: Path) -> str:
+    """Words for messages only ('CZI file'); never used to choose a reader."""
+    suffix = path.suffix.lstrip(".").upper()
+    return f"{suffix} file" if suffix else "file"
+
+
+def _short(err: BaseException) -> str:
+    """The library's own message, without bioio's generic advice."""
+    text = str(err).strip() or type(err).__name__
+    marker = "Readers attempted:"
+    if marker in text:
+        text = text.split(marker, 1)[1].strip().lstrip("- ").split(": ", 1)[-1]
+        text = re.sub(r"^\s*'[^']*'\.?", "", text.split("does not support the image:", 1)[-1])
+    return " ".join(text.split())[:400]
