@@ -35,3 +35,25 @@ def run_context(context: dict[str, Any] | None) -> RunContext:
         map_index=None if map_index is None or map_index < 0 else int(map_index),
         attempt=int(getattr(ti, "try_number", 1) or 1),
     )
+
+
+def ingest_schedule(default: str | None = "*/10 * * * *") -> str | None:
+    """The ingest schedule from the facility file, read cheaply at DAG-parse time.
+
+    Only the ``schedule`` key is read (no validation, no ledger); any problem
+    falls back to ``default`` so that a broken configuration still shows the DAG
+    (its tasks then fail with the configuration error).
+    """
+    import os
+
+    import yaml
+
+    path = os.environ.get("MICROFAIR_CONFIG")
+    if not path:
+        return default
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+        return data.get("schedule", default)
+    except (OSError, yaml.YAMLError, AttributeError):
+        return default

@@ -1,0 +1,33 @@
+# microfair: the two set-up commands are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEMO_DIR ?= $(CURDIR)/demo
+PYTEST_ARGS ?=
+
+.PHONY: demo test install lock clean-demo lint-deploy
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip uv
+	$(VENV)/bin/uv pip install --python $(PY) --compile-bytecode -r requirements.lock
+	$(VENV)/bin/uv pip install --python $(PY) --no-deps -e .
+	@touch $@
+
+install: $(VENV)/.installed
+
+lock:
+	uv pip compile -q requirements.txt -o requirements.lock --python-version 3.11 --python-platform x86_64-manylinux_2_28
+
+## Run microfair_ingest end to end on SQLite and a local dask cluster, over a sample landing zone.
+demo: install
+	$(PY) -m microfair.demo --root $(DEMO_DIR)
+
+## Run the test suite (unit, integration with real tools and sample files, DAG tests).
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean-demo:
+	chmod -R u+w $(DEMO_DIR) 2>/dev/null || true
+	rm -rf $(DEMO_DIR)

@@ -1,0 +1,101 @@
+"""microfair_ingest: landing zones → raw tree → metadata → OME-Zarr → QC, one mapped group per acquisition.
+
+discover ─▶ ingest_acquisition[i]: collect ─▶ validate ─▶ convert ─▶ qc ─▶ report (emits INGESTED)
+
+Each acquisition runs in its own mapped task-group instance, so one bad file fails
+only its own tasks; the reason is in the task log and in the ledger.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import dag, task, task_group
+
+from microfair_airflow.assets import INGESTED
+from microfair_airflow.common import ingest_schedule
+from microfair_airflow.operators.ingest import DatasetStageOperator
+
+default_args = {
+    "owner": "microfair",
+    "retries": 3,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=30),
+}
+
+
+@dag(
+    dag_id="microfair_ingest",
+    schedule=ingest_schedule(),
+    start_date=datetime(2025, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args,
+    tags=["microfair", "ingest"],
+    doc_md=__doc__,
+)
+def microfair_ingest():
+    @task
+    def discover() -> list[dict]:
+        """Scan every landing zone; return the acquisitions that are completely written."""
+        from microfair.collect import scan
+        from microfair_airflow.common import facility
+
+        cfg, ledger = facility()
+        result = scan(cfg, ledger)
+        for w in result.waiting:
+            print(f"waiting: {w.source} ({w.why})")
+        return [a.to_dict() for a in result.ready]
+
+    @task_group
+    def ingest_acquisition(acquisition: dict):
+        @task
+        def collect(acquisition: dict, **context) -> str:
+            """Checksummed, resumable copy into the read-only raw tree."""
+            from airflow.exceptions import AirflowSkipException
+
+            from microfair.collect import Acquisition, NotReady, collect as collect_one
+            from microfair_airflow.common import facility, run_context
+            from microfair_airflow.operators.ingest import raise_for_state
+
+            cfg, ledger = facility()
+            acq = Acquisition(**acquisition)
+            try:
+                state = collect_one(cfg, ledger, acq, run_context(context))
+            except NotReady as exc:
+                raise AirflowSkipException(f"{acq.uid}: {exc}") from None
+            return raise_for_state(acq.uid, state, ledger)
+
+        @task
+        def validate(uid: str, **context) -> str:
+            """Naming convention, metadata through bioio, Dublin Core and REMBI records."""
+            from microfair import ingest
+            from microfair_airflow.common import facility, run_context
+            from microfair_airflow.operators.ingest import raise_for_state
+
+            cfg, ledger = facility()
+            return raise_for_state(uid, ingest.validate_dataset(cfg, ledger, uid, run_context(context)), ledger)
+
+        uid = validate(collect(acquisition))
+        converted = DatasetStageOperator(task_id="convert", stage="convert", dataset_uid=uid)
+        qc = DatasetStageOperator(task_id="qc", stage="qc", dataset_uid=converted.output)
+        return qc.output
+
+    @task(trigger_rule="all_done", outlets=[INGESTED])
+    def report(uids: list[str | None]) -> dict:
+        """Log the ledger summary a facility manager reads after each run."""
+        from microfair_airflow.common import facility
+
+        _, ledger = facility()
+        done = [u for u in uids if u]
+        summary = ledger.summary()
+        print(f"this run ingested {len(done)} acquisition(s); ledger: {summary['by_state']}")
+        for p in summary["problems"]:
+            print(f"  {p['state']}: {p['name']} ({p['uid']}): {p['reason']}")
+        return {"ingested": done, "ledger": summary["by_state"]}
+
+    report(ingest_acquisition.expand(acquisition=discover()))
+
+
+microfair_ingest()
