@@ -8,14 +8,17 @@ declares the extensions it reads, and we try the plugins that claim the file, in
    them), then bioio's usual order (longest matching extension, most specific plugin);
 2. each candidate must open the file *and* read its last pixel through the lazy path
    (this is what catches truncated files, whose header parses fine);
-3. if none works and Bio-Formats is configured (``MICROFAIR_BIOFORMATS_JAR``), it is
-   tried last (see :mod:`microfair.imaging.bioformats`).
+3. only when *no* installed plugin claims the file and Bio-Formats is configured
+   (``MICROFAIR_BIOFORMATS_JAR``), Bio-Formats reads it (:mod:`microfair.imaging.bioformats`).
+   A file that a plugin claims but cannot read is reported as damaged, never handed to
+   Bio-Formats, which reads truncated files without complaint.
 
 Known plugin bugs are worked around here, keyed by plugin name (see ``READER_OPTIONS``).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 from dataclasses import dataclass
@@ -145,7 +148,8 @@ def open_image(path: str | Path, *, scene: int | str | None = None, probe: bool 
     attempts: list[str] = []
     for plugin in candidate_plugins(path):
         try:
-            img = BioImage(path, reader=plugin.reader(), **READER_OPTIONS.get(plugin.name, {}))
+            options = copy.deepcopy(READER_OPTIONS.get(plugin.name, {}))  # readers mutate them
+            img = BioImage(path, reader=plugin.reader(), **options)
             _select_and_probe(img, scene, probe)
         except Exception as err:  # noqa: BLE001 - every failure is reported to the caller
             attempts.append(f"{plugin.name}: {_short(err)}")
@@ -153,20 +157,23 @@ def open_image(path: str | Path, *, scene: int | str | None = None, probe: bool 
             continue
         log.info("%s: read with %s", path.name, plugin.name)
         return img
+    if attempts:
+        # a plugin for this format exists and failed: the file is damaged. Bio-Formats is
+        # not asked, because it may read a truncated file without complaint.
+        raise UnreadableImage(path, f"truncated or corrupt {label}: " + "; ".join(attempts))
     from microfair.imaging import bioformats  # lazy: never start a JVM unless needed
 
-    if bioformats.is_configured():
-        try:
-            img = BioImage(path, reader=bioformats.reader_class())
-            _select_and_probe(img, scene, probe)
-            log.info("%s: read with Bio-Formats (no bioio plugin could)", path.name)
-            return img
-        except Exception as err:  # noqa: BLE001
-            attempts.append(f"bioio-bioformats: {_short(err)}")
-    if not attempts:
+    if not bioformats.is_configured():
         raise UnreadableImage(path, f"no reader supports this file ({label}); "
                               "install a bioio plugin or configure the Bio-Formats fallback")
-    raise UnreadableImage(path, f"truncated or corrupt {label}: " + "; ".join(attempts))
+    try:
+        img = BioImage(path, reader=bioformats.reader_class())
+        _select_and_probe(img, scene, probe)
+    except Exception as err:  # noqa: BLE001
+        raise UnreadableImage(path, f"no reader supports this file ({label}); "
+                              f"Bio-Formats: {_short(err)}") from err
+    log.info("%s: read with Bio-Formats (no bioio plugin reads this format)", path.name)
+    return img
 
 
 def _select_and_probe(img: BioImage, scene: int | str | None, probe: bool) -> None:
