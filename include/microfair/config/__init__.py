@@ -30,6 +30,7 @@ from microfair.config.monitor import AlertSettings, DashboardSettings
 from microfair.config.publish import BiostudiesSettings, DataciteSettings, IrodsSettings
 
 ENV_VAR = "MICROFAIR_CONFIG"
+LEDGER_URL_VAR = "MICROFAIR_LEDGER_URL"
 
 __all__ = [
     "ENV_VAR",
@@ -118,6 +119,9 @@ def load_config(path: str | os.PathLike[str] | None = None) -> FacilityConfig:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"configuration {p} is not valid YAML: {exc}") from None
+    if os.environ.get(LEDGER_URL_VAR) and isinstance(data, dict):
+        # The production ledger URL carries a password: it comes from the environment, not the file.
+        data.setdefault("ledger", {})["url"] = os.environ[LEDGER_URL_VAR]
     return parse_config(data, str(p))
 
 

@@ -1,0 +1,118 @@
+"""The ingest stages after collect: validate, convert, QC — one function per stage.
+
+Each takes the facility configuration, the ledger, a dataset uid and the run
+context, records one stage event, and returns the dataset state afterwards
+(``validated``, ``converted``, ``qc_done`` or ``quarantined``). The DAG tasks
+and the CLI call exactly these functions.
+
+Where things go, mirroring the raw tree ``<raw>/<Project>/<Study>/<Experiment>/<name>``:
+
+* ``<converted>/<Project>/<Study>/<Experiment>/<stem>.ome.zarr``: the OME-Zarr;
+* ``<reports>/<Project>/<Study>/<Experiment>/<name>/``: ``dublin_core.json``,
+  ``rembi.json``, ``image_metadata.json``, ``name_check.json``, ``METADATA.ome.xml``,
+  ``qc.json`` and ``thumbnails/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from microfair.config import FacilityConfig
+from microfair.ledger import Dataset, Ledger, RunContext
+from microfair.naming import check_name, split_extension
+from microfair.quarantine import quarantine
+
+log = logging.getLogger(__name__)
+
+
+def _tree(cfg: FacilityConfig, ds: Dataset) -> Path:
+    return Path(ds.raw_path).parent.relative_to(cfg.storage.raw)
+
+
+def report_dir(cfg: FacilityConfig, ds: Dataset) -> Path:
+    return cfg.storage.reports / _tree(cfg, ds) / ds.name
+
+
+def zarr_path(cfg: FacilityConfig, ds: Dataset) -> Path:
+    stem, _ = split_extension(ds.name)
+    return cfg.storage.converted / _tree(cfg, ds) / f"{stem}.ome.zarr"
+
+
+def write_json(path: Path, body: Any) -> Path:
+    """Write JSON atomically (temporary name, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(body, indent=2, default=str, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def _require_state(ds: Dataset, allowed: tuple[str, ...], stage: str) -> None:
+    if ds.state not in allowed:
+        raise RuntimeError(f"{ds.uid}: cannot run {stage} on a dataset in state {ds.state!r}"
+                           + (f" ({ds.reason})" if ds.reason else ""))
+
+
+def validate_dataset(cfg: FacilityConfig, ledger: Ledger, uid: str, ctx: RunContext | None = None) -> str:
+    """Naming convention, metadata through bioio, Dublin Core and REMBI records."""
+    from microfair.imaging import UnreadableImage, open_image
+    from microfair.metadata import extract_metadata
+    from microfair.metadata.records import build_dublin_core, build_rembi
+    from microfair.metadata.sidecar import SidecarError, load_sidecar
+
+    ds = ledger.require(uid)
+    _require_state(ds, ("collected", "validated", "converted", "qc_done"), "validate")
+    raw = Path(ds.raw_path)
+    out = report_dir(cfg, ds)
+    with ledger.stage(uid, "validate", ctx) as outcome:
+        name = check_name(ds.name, types=cfg.naming.types, max_length=cfg.naming.max_length)
+        ledger.put_record(uid, "name_check", name.to_dict())
+        ledger.update(uid, name_valid=name.valid)
+        write_json(out / "name_check.json", name.to_dict())
+        flags: list[str] = []
+        if not name.valid:
+            problem = "name does not follow the convention: " + "; ".join(name.violations)
+            log.warning("%s: %s (suggested: %s)", uid, problem, name.suggestion)
+            if cfg.naming.policy == "quarantine":
+                outcome.state, outcome.error = "failed", problem
+                quarantine(cfg, ledger, uid, stage="validate", reason=problem, file=raw, move=True,
+                           details={"suggestion": name.suggestion})
+                return "quarantined"
+            flags.append(problem)
+        try:
+            img = open_image(raw)
+            meta = extract_metadata(img)
+        except UnreadableImage as exc:
+            outcome.state, outcome.error = "failed", str(exc)
+            quarantine(cfg, ledger, uid, stage="validate", reason=str(exc), file=raw, move=True)
+            return "quarantined"
+        try:
+            sidecar = load_sidecar(raw)
+        except SidecarError as exc:
+            sidecar = None
+            flags.append(f"sidecar ignored: {exc}")
+            log.warning("%s: sidecar %s.meta.yaml ignored: %s", uid, raw.name, exc)
+        defaults = cfg.project_defaults(ds.project or "")
+        facts = {"uid": uid, "file_name": ds.name, "size_bytes": ds.size_bytes, "sha256": ds.sha256,
+                 "raw_path": ds.raw_path, "microscope": ds.microscope}
+        args = dict(tokens=name.tokens, sidecar=sidecar, defaults=defaults, facility=cfg.facility)
+        dublin_core = build_dublin_core(meta, facts, **args)
+        rembi = build_rembi(meta, facts, **args)
+        meta_dict = meta.to_dict()
+        ome_xml = meta_dict.pop("ome_xml", None) or ""
+        (out / "METADATA.ome.xml").write_text(ome_xml, encoding="utf-8")
+        for kind, body in (("image_metadata", meta_dict), ("dublin_core", dublin_core), ("rembi", rembi)):
+            ledger.put_record(uid, kind, body)
+            ledger.add_file(uid, "record", write_json(out / f"{kind}.json", body))
+        ledger.update(uid, state="validated", reason=None)
+        outcome.details = {"reader": meta.reader, "scenes": len(meta.scenes), "flags": flags}
+        if flags:
+            outcome.state = "flagged"
+            outcome.error = "; ".join(flags)
+    log.info("%s: validated (%s, %d scene(s))%s", uid, meta.reader, len(meta.scenes),
+             f"; flagged: {'; '.join(flags)}" if flags else "")
+    return "validated"
