@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 DEMO_DIR ?= $(CURDIR)/demo
 PYTEST_ARGS ?=
 
-.PHONY: demo test install lock clean-demo lint-deploy
+.PHONY: demo test install lock clean-demo bioformats
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,12 @@ install: $(VENV)/.installed
 
 lock:
 	uv pip compile -q requirements.txt -o requirements.lock --python-version 3.11 --python-platform x86_64-manylinux_2_28
+
+## Optional GPL-2.0 Bio-Formats fallback reader: the Python packages and the jar (offline afterwards).
+BIOFORMATS_JAR ?= $(CURDIR)/vendor/bioformats/bioformats_package.jar
+bioformats: install
+	$(VENV)/bin/uv pip install --python $(PY) -r requirements-bioformats.txt
+	test -f $(BIOFORMATS_JAR) || PATH=$(VENV)/bin:$$PATH $(PY) -m microfair.imaging.fetch_bioformats --dest $(dir $(BIOFORMATS_JAR))
 
 ## Run microfair_ingest end to end on SQLite and a local dask cluster, over a sample landing zone.
 demo: install
