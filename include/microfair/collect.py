@@ -36,12 +36,13 @@ from pathlib import Path
 from microfair.checksum import CHUNK, Digest, StreamingDigest, blake3_file, digest_file
 from microfair.config import FacilityConfig, LandingZone
 from microfair.ledger import Ledger, RunContext
+from microfair.metadata.sidecar import sidecar_path_for
 from microfair.naming import ascii_fold, check_name
 from microfair.quarantine import quarantine
 
 log = logging.getLogger(__name__)
 
-SIDECAR_SUFFIX = ".meta.yaml"
+SIDECAR_SUFFIX = ".meta.yaml"  # sidecars are `<stem>.meta.yaml` (or `<name>.meta.yaml`)
 IGNORED_SUFFIXES = (".partial", ".part", ".tmp", ".crdownload", ".reason.json", SIDECAR_SUFFIX)
 #: Dataset states after which a scan does not pick the same unchanged file up again.
 SETTLED_STATES = ("collected", "validated", "converted", "qc_done", "quarantined")
@@ -257,6 +258,14 @@ def copy_verified(source: Path, dest: Path, *, tag: str, expect_size: int, expec
     return result
 
 
+def _find_sidecar(source: Path) -> Path | None:
+    """The user's sidecar: ``<stem>.meta.yaml`` (canonical) or ``<name>.meta.yaml`` beside the file."""
+    for candidate in (sidecar_path_for(source), source.with_name(source.name + SIDECAR_SUFFIX)):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 def collect(cfg: FacilityConfig, ledger: Ledger, acq: Acquisition, ctx: RunContext | None = None) -> str:
     """Collect one acquisition into the raw tree. Returns the dataset state afterwards.
 
@@ -297,9 +306,9 @@ def collect(cfg: FacilityConfig, ledger: Ledger, acq: Acquisition, ctx: RunConte
             result = copy_verified(source, dest, tag=acq.uid, expect_size=acq.size, expect_mtime_ns=acq.mtime_ns)
         dest.chmod(0o444)
         ledger.add_file(acq.uid, "raw", dest, size_bytes=result.size, sha256=result.sha256, blake3=result.blake3)
-        sidecar = source.with_name(source.name + SIDECAR_SUFFIX)
-        if sidecar.is_file():
-            side_dest = dest.with_name(dest.name + SIDECAR_SUFFIX)
+        sidecar = _find_sidecar(source)
+        if sidecar is not None:
+            side_dest = sidecar_path_for(dest)
             if not side_dest.exists():
                 side = copy_verified(sidecar, side_dest, tag=acq.uid, expect_size=sidecar.stat().st_size,
                                      expect_mtime_ns=sidecar.stat().st_mtime_ns)
