@@ -1,23 +1,37 @@
-# microfair on the official Airflow image, with the system tools the stages call.
-# Same entry points as the tested path: `airflow …` commands and the `microfair` CLI.
-FROM apache/airflow:3.3.2-python3.11
+# microfair on the official Apache Airflow image, plus the project and the system tools its stages call.
+# One image for every service of docker-compose.yaml: the Airflow components (`airflow …`), the Celery
+# workers, the dask scheduler and workers (`dask …`) and maintenance (`microfair …`): the same entry points
+# as the tested path (tests/integration/test_celery_stack.py, tests/integration/test_distributed.py).
+#
+#   docker build -t microfair:latest .
+ARG AIRFLOW_IMAGE=apache/airflow:3.3.2-python3.11
+FROM ${AIRFLOW_IMAGE}
+
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
 USER root
-# restic (3-2-1 backups), ssh client (SFTP off-site target), rsync, a JRE for the optional Bio-Formats reader.
+# restic: 3-2-1 backups; openssh-client: SFTP off-site target; rsync; a JRE for the optional Bio-Formats reader.
+# The versions come from the base image's Debian release (pinned by the image tag above).
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends restic openssh-client rsync openjdk-17-jre-headless \
     && apt-get clean \
-    && rm -rf /var/lib/apt/lists/*
+    && rm -rf /var/lib/apt/lists/* \
+    && mkdir -p /etc/microfair /data \
+    && chown -R airflow:root /data
 
 USER airflow
 WORKDIR /opt/microfair
+# The lock file pins every package; pinning apache-airflow to the image's version (AIRFLOW_VERSION is set
+# by the base image) makes a lock/image mismatch fail the build instead of replacing Airflow.
 COPY --chown=airflow:root requirements.lock pyproject.toml README.md ./
-RUN pip install --no-cache-dir uv \
-    && uv pip install --no-cache --python "$(command -v python)" -r requirements.lock
+RUN uv pip install --no-cache "apache-airflow==${AIRFLOW_VERSION}" -r requirements.lock
 COPY --chown=airflow:root include ./include
 COPY --chown=airflow:root dags ./dags
 COPY --chown=airflow:root plugins ./plugins
-RUN uv pip install --no-cache --python "$(command -v python)" --no-deps -e .
+RUN uv pip install --no-cache --no-deps . \
+    && microfair --help > /dev/null \
+    && python -c "import microfair_airflow, distributed, asyncpg, psycopg2"
 
 ENV AIRFLOW__CORE__DAGS_FOLDER=/opt/microfair/dags \
     AIRFLOW__CORE__PLUGINS_FOLDER=/opt/microfair/plugins \
@@ -25,4 +39,4 @@ ENV AIRFLOW__CORE__DAGS_FOLDER=/opt/microfair/dags \
     MICROFAIR_CONFIG=/etc/microfair/microfair.yaml \
     PYTHONPATH=/opt/microfair/include
 
-HEALTHCHECK --interval=30s --timeout=10s --retries=5 CMD ["microfair", "--help"]
+# No image-wide HEALTHCHECK: each service in docker-compose.yaml checks its own component.
