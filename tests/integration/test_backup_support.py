@@ -135,3 +135,29 @@ class Sshd:
                             password_file=password_file,
                             sftp=SftpSettings(port=self.port, identity_file=str(self.client_key),
                                               known_hosts_file=str(self.known_hosts)))
+
+
+def mark_backed_up(cfg: FacilityConfig, ledger: Ledger, uids: list[str], *, targets: list[str] | None = None,
+                   snapshot: str = "feedc0de", failed: dict[str, str] | None = None) -> None:
+    """Record runs and verified copies as run_backup would (for tests that need no restic)."""
+    from microfair.backup.run import record_kind
+
+    now = datetime.now(timezone.utc).isoformat()
+    for t in cfg.backup.targets:
+        if targets is not None and t.name not in targets:
+            continue
+        if failed and t.name in failed:
+            try:
+                with ledger.stage(None, "backup") as o:
+                    o.details = {"target": t.name}
+                    raise RuntimeError(failed[t.name])
+            except RuntimeError:
+                pass
+            continue
+        with ledger.stage(None, "backup") as o:
+            o.details = {"target": t.name, "snapshot": snapshot}
+        for uid in uids:
+            ds = ledger.require(uid)
+            ledger.put_record(uid, record_kind(t.name), {
+                "target": t.name, "snapshot": snapshot, "path": os.path.realpath(ds.raw_path), "verified": True,
+                "verified_at": now, "method": "restore"})
