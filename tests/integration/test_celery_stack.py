@@ -130,14 +130,14 @@ def postgres_cluster(log_dir: Path) -> Iterator[str]:
         shutil.chown(sock, "postgres")
     port = free_port()
     log = root / "postgres.log"  # the pytest tmp dir is not writable by the postgres user
-    subprocess.run(_as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-U", "airflow", "--auth=trust",
-                                 "-E", "UTF8", "--locale=C.UTF-8"]),
-                   check=True, capture_output=True, cwd=root)
-    opts = (f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c max_connections=300 "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
-    started = subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "120",
-                                 "-o", opts, "start"]), capture_output=True, cwd=root)
+    pg_ctl = [str(PG_BIN / "pg_ctl"), "-D", str(data)]
     try:
+        subprocess.run(_as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-U", "airflow", "--auth=trust",
+                                     "-E", "UTF8", "--locale=C.UTF-8"]), check=True, capture_output=True, cwd=root)
+        opts = (f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c max_connections=300 "
+                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+        started = subprocess.run(_as_postgres([*pg_ctl, "-l", str(log), "-w", "-t", "120", "-o", opts, "start"]),
+                                 capture_output=True, cwd=root)
         assert started.returncode == 0, f"PostgreSQL did not start: {started.stderr!r}\n{log.read_text()}"
         import psycopg2
 
@@ -150,8 +150,7 @@ def postgres_cluster(log_dir: Path) -> Iterator[str]:
         conn.close()
         yield f"postgresql+psycopg2://airflow@127.0.0.1:{port}"
     finally:
-        subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
-                       capture_output=True, cwd=root)
+        subprocess.run(_as_postgres([*pg_ctl, "-m", "fast", "-w", "stop"]), capture_output=True, cwd=root)
         if log.exists():
             shutil.copyfile(log, log_dir / "postgres.log")
         shutil.rmtree(root, ignore_errors=True)
