@@ -1,0 +1,102 @@
+"""The multiscale pyramid: which levels, and how one level is made from the one above it.
+
+Every level halves Y and X (Z, C and T are kept). A pixel of level k+1 is the mean of a 2x2
+block of level k (area averaging, the right thing for intensities). When Y or X is odd, the
+last row/column is replicated before averaging, so the edge pixel is the mean of the pixels
+that exist and nothing is dropped: a level has ``ceil(n / 2)`` pixels along Y and X.
+Integers are rounded half up; floats keep their dtype.
+
+Everything is lazy dask: level k+1 is computed from the in-memory blocks of level k, in the
+same graph as the source read, so the source is read once for all levels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import dask.array as da
+import numpy as np
+
+
+def level_shapes(shape: tuple[int, ...], *, min_level_size: int, max_levels: int) -> list[tuple[int, ...]]:
+    """Shapes of the pyramid levels of a (..., Y, X) array.
+
+    Halve Y and X until both fit ``min_level_size``, keeping at most ``max_levels`` levels
+    (level 0 included).
+    """
+    shapes = [tuple(int(s) for s in shape)]
+    while len(shapes) < max_levels:
+        *lead, y, x = shapes[-1]
+        if y <= min_level_size and x <= min_level_size:
+            break
+        shapes.append((*lead, math.ceil(y / 2), math.ceil(x / 2)))
+    return shapes
+
+
+def downsample2(block: np.ndarray) -> np.ndarray:
+    """2x2 mean over the last two axes (odd edges replicated; integers rounded half up)."""
+    *lead, y, x = block.shape
+    if y % 2 or x % 2:
+        pad = [(0, 0)] * len(lead) + [(0, y % 2), (0, x % 2)]
+        block = np.pad(block, pad, mode="edge")
+    y2, x2 = (y + 1) // 2, (x + 1) // 2
+    quads = block.reshape(*lead, y2, 2, x2, 2)
+    dt = block.dtype
+    if dt.kind == "f":
+        acc = np.float64 if dt.itemsize >= 8 else np.float32
+        out = quads.sum(axis=(-3, -1), dtype=acc) * acc(0.25)
+        return out.astype(dt, copy=False)
+    if dt.kind == "b":
+        return quads.any(axis=(-3, -1))
+    acc = np.uint32 if (dt.kind == "u" and dt.itemsize <= 2) else np.int64
+    if dt.kind == "u" and dt.itemsize == 8:
+        acc = np.uint64
+    s = quads.sum(axis=(-3, -1), dtype=acc)
+    return ((s + acc(2)) // acc(4)).astype(dt, copy=False)
+
+
+def _even(chunks: tuple[int, ...]) -> bool:
+    return all(c % 2 == 0 for c in chunks[:-1])
+
+
+def _evened(chunks: tuple[int, ...]) -> tuple[int, ...]:
+    """Chunks of the same total with every chunk but the last even (for 2x2 blocks)."""
+    if _even(chunks):
+        return chunks
+    size = max(2, chunks[0] + (chunks[0] % 2))
+    total = sum(chunks)
+    out = [size] * (total // size)
+    if total % size:
+        out.append(total % size)
+    return tuple(out)
+
+
+def downsample_level(x: da.Array) -> da.Array:
+    """The next pyramid level of a lazy (..., Y, X) array, block by block."""
+    cy, cx = x.chunks[-2], x.chunks[-1]
+    if not (_even(cy) and _even(cx)):
+        x = x.rechunk({x.ndim - 2: _evened(cy), x.ndim - 1: _evened(cx)})
+        cy, cx = x.chunks[-2], x.chunks[-1]
+    out_chunks = (*x.chunks[:-2], tuple((c + 1) // 2 for c in cy), tuple((c + 1) // 2 for c in cx))
+    return x.map_blocks(downsample2, chunks=out_chunks, dtype=x.dtype, token="microfair-downsample2")
+
+
+def build_pyramid(level0: da.Array, shapes: list[tuple[int, ...]], store_chunks: tuple[int, ...]) -> list[da.Array]:
+    """All levels of the pyramid, each chunked as ``store_chunks`` (one dask block = one Zarr chunk)."""
+    levels = [level0.rechunk(store_chunks)]
+    for shape in shapes[1:]:
+        nxt = downsample_level(levels[-1])
+        assert nxt.shape == shape, (nxt.shape, shape)
+        levels.append(nxt.rechunk(store_chunks))
+    return levels
+
+
+def thumbnail_source(levels: list[da.Array], size: int) -> da.Array:
+    """The first level whose Y and X fit ``2 * size``; coarser levels are made (not stored) if needed."""
+    for lvl in levels:
+        if max(lvl.shape[-2:]) <= 2 * size:
+            return lvl
+    lvl = levels[-1]
+    while max(lvl.shape[-2:]) > 2 * size:
+        lvl = downsample_level(lvl)
+    return lvl

@@ -1,0 +1,273 @@
+"""Convert a ``bioio.BioImage`` to OME-Zarr in one pass over the pixels, with QC on the way.
+
+Per scene, one dask graph holds: the source read, level 0 re-chunked to the Zarr chunks, every
+pyramid level downsampled from the in-memory blocks of the level above, one store task per Zarr
+chunk, and the QC reductions. One ``compute`` runs it all; dask shares the read tasks, so every
+source chunk is read once, and memory is bounded by (source chunk + a few Zarr chunks) per
+worker, not by the file size.
+
+Publishing is atomic: everything is written to ``.<name>.tmp-<token>`` beside ``out``,
+validated with ome-zarr-models, and only then renamed to ``out``. A temporary left by a crash
+is removed and the conversion redone.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+
+from microfair.config.core import ConversionSettings, QcThresholds
+from microfair.convert.layout import ChannelPlan, ImagePlan, default_window, group_attributes, validate, write_container, write_image
+from microfair.convert.pyramid import build_pyramid, level_shapes, thumbnail_source
+from microfair.convert.source import SceneSource, scene_count, scene_source
+from microfair.qc.reduce import qc_graph, scene_qc
+from microfair.qc.report import QcReport, SceneQc
+
+log = logging.getLogger(__name__)
+
+TMP_MARK = ".tmp-"
+OLD_MARK = ".old-"
+
+
+class ConversionError(RuntimeError):
+    """The conversion failed; nothing was published at the final name."""
+
+
+@dataclass
+class SceneResult:
+    index: int
+    name: str
+    dtype: str
+    levels: list[tuple[int, ...]]
+    chunks: tuple[int, ...]
+    scale: dict[str, float]
+    units: dict[str, str | None]
+    channels: list[str]
+    rgb: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "name": self.name, "dtype": self.dtype, "levels": [list(s) for s in self.levels],
+                "chunks": list(self.chunks), "scale": self.scale, "units": self.units, "channels": self.channels,
+                "rgb": self.rgb}
+
+
+@dataclass
+class ConversionResult:
+    """What was written, where, and the QC report computed on the way."""
+
+    path: Path
+    ngff_version: str
+    scenes: list[SceneResult]
+    qc: QcReport
+    seconds: float
+    source_bytes: int
+    written_bytes: int
+    ome_xml_written: bool
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def mb_per_second(self) -> float:
+        return self.source_bytes / 1e6 / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "ngff_version": self.ngff_version,
+                "scenes": [s.to_dict() for s in self.scenes], "seconds": round(self.seconds, 3),
+                "source_bytes": self.source_bytes, "written_bytes": self.written_bytes,
+                "mb_per_second": round(self.mb_per_second, 2), "ome_xml": self.ome_xml_written,
+                "qc": self.qc.to_dict(), **self.extra}
+
+
+def _tree_size(root: Path) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            try:
+                total += os.stat(os.path.join(dirpath, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def stale_temporaries(out: Path) -> list[Path]:
+    """Temporaries of ``out`` left by a crashed run (``.<name>.tmp-*`` and ``.<name>.old-*``)."""
+    parent = out.parent
+    if not parent.is_dir():
+        return []
+    return sorted(p for p in parent.iterdir()
+                  if p.name.startswith(f".{out.name}{TMP_MARK}") or p.name.startswith(f".{out.name}{OLD_MARK}"))
+
+
+def _compute(*objs: Any, client: Any = None) -> tuple[Any, ...]:
+    if client is None:
+        return dask.compute(*objs)
+    futures = client.compute(list(objs))
+    return tuple(client.gather(futures))
+
+
+def _store_block(block: np.ndarray, target: Any, block_info: dict | None = None) -> np.ndarray:
+    """Write one dask block to the Zarr chunk it is aligned with; returns its size in bytes."""
+    assert block_info is not None
+    region = tuple(slice(a, b) for a, b in block_info[0]["array-location"])
+    target[region] = block
+    return np.full((1,) * block.ndim, block.nbytes, dtype=np.int64)
+
+
+def store_level(level: da.Array, target: Any) -> da.Array:
+    """Lazy writes of every block of ``level`` into ``target`` (one block = one Zarr chunk, no locks).
+
+    The result is one number per block (bytes written), summed to a scalar.
+    """
+    expected = tuple(min(c, n) for c, n in zip(target.chunks, level.shape))
+    if level.size and tuple(c[0] for c in level.chunks) != expected:
+        raise ValueError(f"dask chunks {level.chunksize} do not match Zarr chunks {target.chunks}")
+    # the target goes in through a partial: as a keyword, dask would take the Zarr array for an array
+    per_block = level.map_blocks(functools.partial(_store_block, target=target), chunks=(1,) * level.ndim,
+                                 dtype=np.int64, token="microfair-store")
+    return per_block.sum()
+
+
+def _plan(src: SceneSource, settings: ConversionSettings) -> ImagePlan:
+    shape = tuple(int(s) for s in src.data.shape)
+    shapes = level_shapes(shape, min_level_size=settings.min_level_size, max_levels=settings.max_levels)
+    dtype = np.dtype(src.data.dtype)
+    window = default_window(dtype)
+    return ImagePlan(
+        name=src.name, dtype=dtype, level_shapes=shapes, scale=src.scale, units=src.units,
+        chunks=(1, 1, settings.chunk_z, settings.chunk_xy, settings.chunk_xy),
+        compressor=settings.compressor, compression_level=settings.compression_level,
+        channels=[ChannelPlan(n, c, window) for n, c in zip(src.channel_names, src.channel_colors)],
+        default_z=shape[2] // 2,
+    )
+
+
+def _with_qc_windows(plan: ImagePlan, qc: SceneQc) -> ImagePlan:
+    """Display windows from the measured 0.1-99.9 percentiles; default plane = best focus of channel 0."""
+    for ch, cq in zip(plan.channels, qc.channels):
+        lo_hi = cq.window
+        if lo_hi is None:
+            continue
+        if plan.dtype.kind in "ui":
+            vmin, vmax = ch.window[0], ch.window[1]
+        else:
+            vmin = cq.minimum if cq.minimum is not None else lo_hi[0]
+            vmax = cq.maximum if cq.maximum is not None else lo_hi[1]
+        start, end = lo_hi
+        if end <= start:
+            end = start + (1.0 if plan.dtype.kind in "ui" else 1e-6)
+        ch.window = (float(vmin), float(vmax), float(start), float(end))
+    if qc.channels and qc.channels[0].best_plane is not None:
+        plan.default_z = int(qc.channels[0].best_plane)
+    return plan
+
+
+def convert_to_zarr(img: Any, out: Path, *, settings: ConversionSettings, ome_xml: str | None,
+                    qc: QcThresholds | None = None, client: Any = None, overwrite: bool = False,
+                    uid: str | None = None) -> ConversionResult:
+    """Convert every scene of ``img`` (a ``bioio.BioImage``) to an OME-Zarr at ``out``.
+
+    :param img: the opened image (``microfair.imaging.open_image``).
+    :param out: final path of the OME-Zarr (``<stem>.ome.zarr``); its parent is created.
+    :param settings: NGFF version (0.5 = Zarr v3, 0.4 = Zarr v2), chunks, pyramid, codec.
+    :param ome_xml: original OME-XML, stored verbatim as ``OME/METADATA.ome.xml``; when None the
+        reader's ``ome_metadata`` is serialised if it has one, else no file is written.
+    :param qc: QC thresholds for the flags (defaults: ``QcThresholds()``); QC statistics are
+        always computed, in the same pass.
+    :param client: a ``distributed.Client`` to run on; the threaded scheduler when None.
+    :param overwrite: replace an existing ``out`` (the old copy is removed only after the new
+        one is in place); without it an existing ``out`` raises ``FileExistsError``.
+    :param uid: dataset identifier for the log messages.
+    """
+    out = Path(out)
+    who = uid or out.name
+    thresholds = qc or QcThresholds()
+    version = settings.ngff_version
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists already (pass overwrite=True to replace it)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in stale_temporaries(out):
+        log.warning("%s: removing %s left by an interrupted conversion", who, stale)
+        shutil.rmtree(stale, ignore_errors=True)
+    if ome_xml is None:
+        ome_xml = _ome_xml_of(img)
+    tmp = out.parent / f".{out.name}{TMP_MARK}{uuid.uuid4().hex[:12]}"
+    started = time.perf_counter()
+    scenes: list[SceneResult] = []
+    scene_reports: list[SceneQc] = []
+    source_bytes = 0
+    try:
+        n = scene_count(img)
+        write_container(tmp, version, n, ome_xml)
+        for index in range(n):
+            src = scene_source(img, index)
+            plan = _plan(src, settings)
+            arrays = write_image(tmp, index, plan, version)
+            levels = build_pyramid(src.data, plan.level_shapes, plan.chunks)
+            graph = qc_graph(levels[0], thumbnail_source(levels, thresholds.thumbnail_size))
+            stores = [store_level(lvl, arr) for lvl, arr in zip(levels, arrays)]
+            log.info("%s: scene %d (%s) %s %s -> %d level(s), chunks %s, %s, NGFF %s", who, index, src.name,
+                     "x".join(map(str, src.data.shape)), src.data.dtype, len(levels), plan.chunks,
+                     settings.compressor, version)
+            written, *computed = _compute(da.stack(stores).sum(), *graph.lazy, client=client)
+            sq = scene_qc(graph, tuple(computed), index=index, name=src.name, channel_names=src.channel_names,
+                          channel_colors=src.channel_colors, shape=src.data.shape, thresholds=thresholds)
+            scene_reports.append(sq)
+            _write_group_attrs(tmp, index, group_attributes(_with_qc_windows(plan, sq), version), version)
+            source_bytes += int(src.data.nbytes)
+            scenes.append(SceneResult(index, src.name, str(plan.dtype), plan.level_shapes, plan.chunks, plan.scale,
+                                      plan.units, src.channel_names, src.rgb))
+        validate(tmp, version)
+        _publish(tmp, out, overwrite=overwrite, who=who)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, (FileExistsError, KeyboardInterrupt, SystemExit)):
+            raise
+        log.error("%s: conversion to %s failed, nothing published: %s", who, out, exc)
+        raise ConversionError(f"conversion of {who} to OME-Zarr failed: {exc}") from exc
+    seconds = time.perf_counter() - started
+    report = QcReport(source=who, thresholds=thresholds, scenes=scene_reports)
+    result = ConversionResult(out, version, scenes, report, seconds, source_bytes, _tree_size(out),
+                              ome_xml is not None)
+    log.info("%s: OME-Zarr %s published (%d scene(s), %.1f MB in %.1f s, %.0f MB/s); QC: %s", who, out, len(scenes),
+             source_bytes / 1e6, seconds, result.mb_per_second,
+             "passed" if report.passed else "; ".join(f.reason for f in report.flags))
+    return result
+
+
+def _ome_xml_of(img: Any) -> str | None:
+    try:
+        meta = img.ome_metadata
+        return meta.to_xml() if meta is not None else None
+    except Exception:
+        return None
+
+
+def _write_group_attrs(root: Path, index: int, attrs: dict[str, Any], version: str) -> None:
+    import zarr
+
+    group = zarr.open_group(str(root / str(index)), mode="r+", zarr_format=3 if version == "0.5" else 2)
+    group.attrs.put(attrs)
+
+
+def _publish(tmp: Path, out: Path, *, overwrite: bool, who: str) -> None:
+    """Rename ``tmp`` to ``out``; an existing ``out`` (overwrite) is moved aside first, then removed."""
+    old = None
+    if out.exists():
+        if not overwrite:
+            raise FileExistsError(f"{out} appeared during the conversion")
+        old = out.parent / f".{out.name}{OLD_MARK}{uuid.uuid4().hex[:12]}"
+        os.rename(out, old)
+    os.rename(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+        log.info("%s: replaced the previous %s", who, out)
