@@ -113,7 +113,7 @@ def test_restic_killed_mid_backup_then_rerun_completes(facility_config, ledger, 
     facility_config.backup.restic_binary = str(slow)
     started: list[subprocess.Popen] = []
     client = restic_for(facility_config, target, on_start=started.append)
-    restic_for(facility_config, target).init()
+    restic_for(facility_config, target).unlock(create=True)
     errors: list[BaseException] = []
 
     def backup() -> None:

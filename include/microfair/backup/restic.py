@@ -234,26 +234,21 @@ class Restic:
         return out_s, err_s, proc.returncode
 
     # -- commands -----------------------------------------------------------
-    def is_initialised(self) -> bool:
-        try:
-            self.run("cat", "config")
-            return True
-        except RepositoryUnreachable as exc:
-            if "unable to open config file" in exc.stderr.lower() or "does not exist" in exc.stderr.lower():
-                return False
-            raise
+    def unlock(self, *, create: bool = False) -> bool:
+        """Remove stale locks (left by a restic that was killed; live locks are kept).
 
-    def init(self) -> bool:
-        """Create the repository if it does not exist yet; return True when it was created."""
-        if self.is_initialised():
+        With ``create``, a repository that does not exist yet is initialised; returns True then.
+        """
+        try:
+            self.run("unlock")
             return False
+        except RepositoryUnreachable as exc:
+            low = exc.stderr.lower()
+            if not create or "config" not in low or not ("no such file" in low or "does not exist" in low):
+                raise
         self.run("init")
         log.info("target %s: created restic repository %s", self.label, self.repository)
         return True
-
-    def unlock(self) -> None:
-        """Remove stale locks (left by a restic that was killed); live locks are kept."""
-        self.run("unlock")
 
     def backup(self, paths: list[str], *, tags: list[str]) -> BackupSummary:
         args = ["backup", "--json", "--host", self.host]

@@ -158,8 +158,7 @@ def run_backup(cfg: FacilityConfig, ledger: Ledger, target_name: str, *,
         outcome.details = {"target": target.name, "medium": target.medium, "offsite": target.offsite,
                            "repository": target.repository}
         started = time.monotonic()
-        restic.init()
-        restic.unlock()
+        restic.unlock(create=True)
         paths = backup_paths(cfg)
         log.info("target %s: backing up %s", target.name, ", ".join(paths))
         summary = restic.backup(paths, tags=[SNAPSHOT_TAG])
@@ -249,10 +248,11 @@ def run_backup(cfg: FacilityConfig, ledger: Ledger, target_name: str, *,
         except ResticError as exc:  # the copy is made and verified; an old-snapshot clean-up can wait
             result.forget = {"error": exc.reason}
             log.warning("target %s: forget/prune failed (retried next run): %s", target.name, exc.reason)
-        try:
-            result.repository_bytes = int(restic.stats_raw().get("total_size", 0)) or None
-        except ResticError:
-            pass
+        if result.full_verification:
+            try:
+                result.repository_bytes = int(restic.stats_raw().get("total_size", 0)) or None
+            except ResticError:
+                pass
 
         problems = []
         if not check.ok:
