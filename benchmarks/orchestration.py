@@ -82,13 +82,13 @@ def run_loop(config: Path, stages: list[str]) -> dict:
     return {"seconds": time.perf_counter() - t0, "states": dict(states), "peak_rss_mb": _peak_rss_mb()}
 
 
-def run_dag(config: Path) -> dict:
+def run_dag(config: Path, dag_id: str = "microfair_ingest") -> dict:
     """The real DAG with dag.test() in this process (AIRFLOW_HOME etc. come from the environment)."""
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag()
     assert not bag.import_errors, bag.import_errors
-    dag = bag.get_dag("microfair_ingest")
+    dag = bag.get_dag(dag_id)
     t0 = time.perf_counter()
     run = dag.test()
     seconds = time.perf_counter() - t0
@@ -100,8 +100,10 @@ def run_dag(config: Path) -> dict:
             "tasks": {k: dict(v) for k, v in by_task.items()}, "peak_rss_mb": _peak_rss_mb()}
 
 
-def _child(mode: str, config: Path, env: dict[str, str], stages: list[str], log: Path) -> dict:
-    cmd = [sys.executable, __file__, f"--child={mode}", f"--config={config}", f"--stages={','.join(stages)}"]
+def _child(mode: str, config: Path, env: dict[str, str], stages: list[str], log: Path,
+           dag_id: str = "microfair_ingest") -> dict:
+    cmd = [sys.executable, __file__, f"--child={mode}", f"--config={config}", f"--stages={','.join(stages)}",
+           f"--dag-id={dag_id}"]
     with open(log, "w") as out:
         proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=out, text=True, cwd=REPO)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
@@ -117,10 +119,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--config", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--stages", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--dag-id", default="microfair_ingest", help=argparse.SUPPRESS)
+    ap.add_argument("--dags", default="microfair_ingest,microfair_ingest_batched",
+                    help="DAGs to measure, comma-separated (default: the per-acquisition and the batched DAG)")
+    ap.add_argument("--batch-size", type=int, default=50, help="acquisitions per batch (batched DAG)")
     args = ap.parse_args(argv)
     if args.child:
         stages = [s for s in args.stages.split(",") if s]
-        result = run_loop(args.config, stages) if args.child == "loop" else run_dag(args.config)
+        result = run_loop(args.config, stages) if args.child == "loop" else run_dag(args.config, args.dag_id)
         print("RESULT " + json.dumps(result), flush=True)
         return 0
 
@@ -134,36 +140,77 @@ def main(argv: list[str] | None = None) -> int:
         stages = ["validate", "convert", "qc"]
     except ImportError:
         stages = ["validate"]  # convert tasks then fail in the DAG (no DaskHook yet); the peer stops at validate
-    print(f"building 2 × {args.n} tiny acquisitions in {work} …", flush=True)
+    dag_ids = [d for d in args.dags.split(",") if d]
+    print(f"building {1 + len(dag_ids)} × {args.n} tiny acquisitions in {work} …", flush=True)
     t0 = time.perf_counter()
-    cfg_loop, cfg_dag = build(work / "loop", args.n), build(work / "dag", args.n)
+    cfg_loop = build(work / "loop", args.n)
+    cfgs = {d: build(work / d, args.n) for d in dag_ids}
     print(f"  built in {time.perf_counter() - t0:.0f}s; domain stages compared: collect, {', '.join(stages)}")
 
-    home = work / "airflow"
-    env = airflow_env(home, cfg_dag, extra={"MICROFAIR_TASK_RETRIES": "0", "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING"})
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True,
-                   cwd=REPO)
     loop_env = {**os.environ, "MICROFAIR_CONFIG": str(cfg_loop)}
     loop = _child("loop", cfg_loop, loop_env, stages, work / "loop.log")
     print(f"peer (plain loop, one process): {loop['seconds']:.1f}s, {loop['seconds'] / args.n * 1000:.1f} ms per "
           f"acquisition, states {loop['states']}, peak RSS {loop['peak_rss_mb']:.0f} MB", flush=True)
-    dag = _child("dag", cfg_dag, env, stages, work / "dag.log")
-    print(f"dag (microfair_ingest, dag.test on SQLite): {dag['seconds']:.1f}s, "
-          f"{dag['seconds'] / args.n * 1000:.1f} ms per acquisition, run {dag['run_state']}, "
-          f"{dag['task_instances']} task instances, peak RSS {dag['peak_rss_mb']:.0f} MB")
-    for task_id, counts in sorted(dag["tasks"].items()):
-        print(f"    {task_id:<32} {counts}")
-    overhead = (dag["seconds"] - loop["seconds"]) / args.n
-    print(f"orchestration overhead: {overhead * 1000:.0f} ms per acquisition "
-          f"({overhead / (dag['task_instances'] / args.n) * 1000:.0f} ms per task instance); "
-          f"ratio dag / plain loop = {dag['seconds'] / loop['seconds']:.1f}×")
-    print(json.dumps({"n": args.n, "stages": stages, "loop": loop, "dag": dag,
-                      "overhead_ms_per_acquisition": overhead * 1000}))
+    results: dict[str, dict] = {"loop": loop}
+    # As in production (docker-compose.yaml): the convert tasks reach one long-running dask scheduler through
+    # the dask_default connection, instead of each task starting a local cluster.
+    bin_dir = Path(sys.executable).parent
+    port = _free_port()
+    dask_logs = open(work / "dask.log", "w")  # noqa: SIM115
+    cluster = [subprocess.Popen([str(bin_dir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                 "--dashboard-address", f"127.0.0.1:{_free_port()}"], stdout=dask_logs,
+                                stderr=subprocess.STDOUT)]
+    cluster.append(subprocess.Popen([str(bin_dir / "dask"), "worker", f"tcp://127.0.0.1:{port}", "--host",
+                                     "127.0.0.1", "--nworkers", "1", "--nthreads", "2", "--dashboard-address",
+                                     f"127.0.0.1:{_free_port()}"], stdout=dask_logs, stderr=subprocess.STDOUT))
+    dask_conn = json.dumps({"conn_type": "generic", "host": "127.0.0.1", "port": port})
+    try:
+        _run_dags(args, work, dag_ids, cfgs, stages, loop, results, dask_conn)
+    finally:
+        for proc in reversed(cluster):
+            proc.terminate()
+            proc.wait(timeout=60)
+        dask_logs.close()
+    print(json.dumps({"n": args.n, "stages": stages, **results}))
     if not args.workdir:
         subprocess.run(["chmod", "-R", "u+w", str(work)], check=False)
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run_dags(args, work: Path, dag_ids: list[str], cfgs: dict[str, Path], stages: list[str], loop: dict,
+              results: dict[str, dict], dask_conn: str) -> None:
+    from microfair.airflow_env import airflow_env
+
+    for dag_id in dag_ids:
+        home = work / f"airflow-{dag_id}"
+        env = airflow_env(home, cfgs[dag_id], extra={"MICROFAIR_TASK_RETRIES": "0",
+                                                      "MICROFAIR_BATCH_SIZE": str(args.batch_size),
+                                                      "AIRFLOW_CONN_DASK_DEFAULT": dask_conn,
+                                                      "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING"})
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True,
+                       cwd=REPO)
+        dag = _child("dag", cfgs[dag_id], env, stages, work / f"{dag_id}.log", dag_id)
+        results[dag_id] = dag
+        print(f"{dag_id} (dag.test on SQLite): {dag['seconds']:.1f}s, "
+              f"{dag['seconds'] / args.n * 1000:.1f} ms per acquisition, run {dag['run_state']}, "
+              f"{dag['task_instances']} task instances, peak RSS {dag['peak_rss_mb']:.0f} MB")
+        for task_id, counts in sorted(dag["tasks"].items()):
+            print(f"    {task_id:<32} {counts}")
+        overhead = (dag["seconds"] - loop["seconds"]) / args.n
+        dag["overhead_ms_per_acquisition"] = overhead * 1000
+        print(f"  orchestration overhead: {overhead * 1000:.0f} ms per acquisition "
+              f"({(dag['seconds'] - loop['seconds']) / dag['task_instances'] * 1000:.0f} ms per task instance); "
+              f"ratio {dag_id} / plain loop = {dag['seconds'] / loop['seconds']:.1f}×", flush=True)
 
 
 if __name__ == "__main__":

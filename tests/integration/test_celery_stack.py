@@ -110,6 +110,12 @@ class Service:
 # -- PostgreSQL and Redis ---------------------------------------------------------------------------
 
 
+def _missing(what: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} must be installed in CI (.ci/run installs redis-server and postgresql)")
+    pytest.skip(f"{what} not installed")
+
+
 def _as_postgres(cmd: list[str]) -> list[str]:
     """Root cannot run PostgreSQL: run its tools as the ``postgres`` system user."""
     if os.geteuid() == 0:
@@ -121,7 +127,7 @@ def _as_postgres(cmd: list[str]) -> list[str]:
 def postgres_cluster(log_dir: Path) -> Iterator[str]:
     """A throw-away PostgreSQL 15 cluster on 127.0.0.1; yields its base URL (trust auth, user ``airflow``)."""
     if not (PG_BIN / "initdb").exists():
-        pytest.skip(f"PostgreSQL server binaries not found in {PG_BIN} (apt-get install postgresql)")
+        _missing(f"PostgreSQL server ({PG_BIN}, apt-get install postgresql)")
     root = Path(tempfile.mkdtemp(prefix="microfair-pg-"))
     data, sock = root / "data", root / "sock"
     sock.mkdir()
@@ -160,7 +166,7 @@ def postgres_cluster(log_dir: Path) -> Iterator[str]:
 def redis_server(log_dir: Path) -> Iterator[str]:
     exe = shutil.which("redis-server")
     if not exe:
-        pytest.skip("redis-server not installed (apt-get install redis-server)")
+        _missing("redis-server (apt-get install redis-server)")
     port = free_port()
     svc = Service("redis", [exe, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
                             "--dir", str(log_dir)], dict(os.environ), log_dir / "redis.log").start()

@@ -1,0 +1,163 @@
+"""microfair_ingest_batched: microfair_ingest for landing zones full of small files (proposal for review).
+
+discover ─▶ ingest_batch[i]: collect ─▶ validate ─▶ convert ─▶ qc ─▶ verdict ─▶ report (emits INGESTED)
+
+Same stages and domain functions as microfair_ingest, but small acquisitions (below
+``MICROFAIR_BATCH_MAX_MB``, default 64 MB) are grouped ``MICROFAIR_BATCH_SIZE`` (default 50) to one mapped
+task-group instance; a large acquisition still gets its own. Inside a batch each acquisition is processed on
+its own: a bad file is quarantined with its reason in the ledger and the others go on; ``verdict`` then fails
+the batch's instance, naming the datasets that need attention, so the Airflow UI still shows red.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+
+from airflow.sdk import dag, task, task_group
+
+from microfair_airflow.assets import INGESTED
+
+default_args = {
+    "owner": "microfair",
+    "retries": int(os.environ.get("MICROFAIR_TASK_RETRIES", "3")),
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=30),
+}
+
+
+def _each(uids: list[str], stage, want: str, **context) -> list[str]:
+    """Run ``stage(cfg, ledger, uid, ctx)`` on every uid; return those that reached ``want``.
+
+    A dataset that fails is recorded in the ledger by the stage and left out; the batch goes on.
+    """
+    import logging
+
+    from microfair_airflow.common import facility, run_context
+
+    log = logging.getLogger("microfair.batch")
+    cfg, ledger = facility()
+    ctx = run_context(context)
+    done = []
+    for uid in uids:
+        try:
+            state = stage(cfg, ledger, uid, ctx)
+        except Exception as exc:  # noqa: BLE001 - one dataset's failure must not stop its batch
+            log.error("%s: %s failed: %s", uid, getattr(stage, "__name__", stage), exc)
+            continue
+        if state == want:
+            done.append(uid)
+        else:
+            log.warning("%s: ended %s", uid, state)
+    return done
+
+
+@dag(
+    dag_id="microfair_ingest_batched",
+    schedule=None,
+    start_date=datetime(2025, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args,
+    tags=["microfair", "ingest"],
+    doc_md=__doc__,
+)
+def microfair_ingest_batched():
+    @task
+    def discover() -> list[list[dict]]:
+        """Scan every landing zone; group the completely written acquisitions into batches."""
+        from microfair.collect import scan
+        from microfair_airflow.common import facility
+
+        cfg, ledger = facility()
+        result = scan(cfg, ledger)
+        size = int(os.environ.get("MICROFAIR_BATCH_SIZE", "50"))
+        small = int(float(os.environ.get("MICROFAIR_BATCH_MAX_MB", "64")) * 1e6)
+        big = [[a.to_dict()] for a in result.ready if a.size > small]
+        little = [a.to_dict() for a in result.ready if a.size <= small]
+        batches = big + [little[i:i + size] for i in range(0, len(little), size)]
+        print(f"{len(result.ready)} acquisition(s) in {len(batches)} batch(es); {len(result.waiting)} waiting")
+        return batches
+
+    @task_group
+    def ingest_batch(batch: list[dict]):
+        @task
+        def collect(batch: list[dict], **context) -> list[str]:
+            """Checksummed, resumable copies into the read-only raw tree."""
+            from microfair.collect import Acquisition, DestinationFull, NotReady, collect as collect_one
+
+            def one(cfg, ledger, acq, ctx):
+                try:
+                    return collect_one(cfg, ledger, Acquisition(**acq), ctx)
+                except NotReady:
+                    return "not_ready"
+                except DestinationFull:
+                    raise  # the whole batch retries; collect resumes partial copies
+            uids = [a["uid"] for a in batch]
+            by_uid = {a["uid"]: a for a in batch}
+            return _each(uids, lambda cfg, ledger, uid, ctx: one(cfg, ledger, by_uid[uid], ctx), "collected",
+                         **context)
+
+        @task
+        def validate(uids: list[str], **context) -> list[str]:
+            from microfair import ingest
+
+            return _each(uids, ingest.validate_dataset, "validated", **context)
+
+        @task
+        def convert(uids: list[str], **context) -> list[str]:
+            """One dask client for the whole batch (the dask_default connection, else a local cluster)."""
+            from microfair import ingest
+            from microfair_airflow.common import facility
+            from microfair_airflow.hooks.dask import DaskHook
+
+            cfg, _ = facility()
+            with DaskHook(dask_conn_id=cfg.dask.connection_id, settings=cfg.conversion).client() as client:
+                return _each(uids, lambda c, lg, uid, ctx: ingest.convert_dataset(c, lg, uid, ctx, client=client),
+                             "converted", **context)
+
+        @task
+        def qc(uids: list[str], **context) -> list[str]:
+            from microfair import ingest
+
+            return _each(uids, ingest.qc_dataset, "qc_done", **context)
+
+        @task(trigger_rule="all_done", retries=0)
+        def verdict(batch: list[dict]) -> list[str]:
+            """Fail this batch's instance when any of its datasets needs attention (all are in the ledger)."""
+            from airflow.exceptions import AirflowFailException
+
+            from microfair_airflow.common import facility
+
+            _, ledger = facility()
+            datasets = [ledger.get(a["uid"]) for a in batch]
+            bad = [f"{d.uid} ({d.name}): {d.state} {d.reason or ''}".strip() for d in datasets
+                   if d is not None and d.state not in ("qc_done",)]
+            if bad:
+                raise AirflowFailException(f"{len(bad)} of {len(batch)} dataset(s) need attention:\n"
+                                           + "\n".join(bad))
+            return [d.uid for d in datasets if d is not None]
+
+        done = qc(convert(validate(collect(batch))))
+        checked = verdict(batch)
+        done >> checked
+        return checked
+
+    @task(trigger_rule="all_done", outlets=[INGESTED], retries=0)
+    def report(batches: list[list[str] | None] | None) -> dict:
+        """Log the ledger summary a facility manager reads after each run."""
+        from microfair_airflow.common import facility
+
+        _, ledger = facility()
+        done = [u for b in (batches or []) if b for u in b]
+        summary = ledger.summary()
+        print(f"this run ingested {len(done)} acquisition(s); ledger: {summary['by_state']}")
+        for p in summary["problems"]:
+            print(f"  {p['state']}: {p['name']} ({p['uid']}): {p['reason']}")
+        return {"ingested": done, "ledger": summary["by_state"]}
+
+    report(ingest_batch.expand(batch=discover()))
+
+
+microfair_ingest_batched()
