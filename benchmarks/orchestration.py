@@ -67,6 +67,12 @@ def run_loop(config: Path, stages: list[str]) -> dict:
 
     cfg = load_config(config)
     ledger = Ledger.from_config(cfg)
+    client = None
+    if "convert" in stages:  # the same shared scheduler the DAG's convert tasks use
+        from distributed import Client
+
+        conn = json.loads(os.environ["AIRFLOW_CONN_DASK_DEFAULT"])
+        client = Client(f"tcp://{conn['host']}:{conn['port']}", timeout=60)
     t0 = time.perf_counter()
     states: Counter[str] = Counter()
     for acq_dict in [a.to_dict() for a in scan(cfg, ledger).ready]:
@@ -75,7 +81,7 @@ def run_loop(config: Path, stages: list[str]) -> dict:
         if state == "collected" and "validate" in stages:
             state = ingest.validate_dataset(cfg, ledger, acq.uid)
         if state == "validated" and "convert" in stages:
-            state = ingest.convert_dataset(cfg, ledger, acq.uid, client=None)
+            state = ingest.convert_dataset(cfg, ledger, acq.uid, client=client)
         if state == "converted" and "qc" in stages:
             state = ingest.qc_dataset(cfg, ledger, acq.uid)
         states[state] += 1
@@ -134,12 +140,12 @@ def main(argv: list[str] | None = None) -> int:
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="microfair-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    try:
-        import microfair_airflow.hooks.dask  # noqa: F401
+    from microfair import ingest
 
+    if hasattr(ingest, "convert_dataset") and hasattr(ingest, "qc_dataset"):
         stages = ["validate", "convert", "qc"]
-    except ImportError:
-        stages = ["validate"]  # convert tasks then fail in the DAG (no DaskHook yet); the peer stops at validate
+    else:  # the DAG's convert tasks then fail (stage not written yet); the peer stops at validate
+        stages = ["validate"]
     dag_ids = [d for d in args.dags.split(",") if d]
     print(f"building {1 + len(dag_ids)} × {args.n} tiny acquisitions in {work} …", flush=True)
     t0 = time.perf_counter()
@@ -147,11 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     cfgs = {d: build(work / d, args.n) for d in dag_ids}
     print(f"  built in {time.perf_counter() - t0:.0f}s; domain stages compared: collect, {', '.join(stages)}")
 
-    loop_env = {**os.environ, "MICROFAIR_CONFIG": str(cfg_loop)}
-    loop = _child("loop", cfg_loop, loop_env, stages, work / "loop.log")
-    print(f"peer (plain loop, one process): {loop['seconds']:.1f}s, {loop['seconds'] / args.n * 1000:.1f} ms per "
-          f"acquisition, states {loop['states']}, peak RSS {loop['peak_rss_mb']:.0f} MB", flush=True)
-    results: dict[str, dict] = {"loop": loop}
+    results: dict[str, dict] = {}
     # As in production (docker-compose.yaml): the convert tasks reach one long-running dask scheduler through
     # the dask_default connection, instead of each task starting a local cluster.
     bin_dir = Path(sys.executable).parent
@@ -165,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
                                      f"127.0.0.1:{_free_port()}"], stdout=dask_logs, stderr=subprocess.STDOUT))
     dask_conn = json.dumps({"conn_type": "generic", "host": "127.0.0.1", "port": port})
     try:
+        loop_env = {**os.environ, "MICROFAIR_CONFIG": str(cfg_loop), "AIRFLOW_CONN_DASK_DEFAULT": dask_conn}
+        loop = results["loop"] = _child("loop", cfg_loop, loop_env, stages, work / "loop.log")
+        print(f"peer (plain loop, one process): {loop['seconds']:.1f}s, {loop['seconds'] / args.n * 1000:.1f} ms "
+              f"per acquisition, states {loop['states']}, peak RSS {loop['peak_rss_mb']:.0f} MB", flush=True)
         _run_dags(args, work, dag_ids, cfgs, stages, loop, results, dask_conn)
     finally:
         for proc in reversed(cluster):

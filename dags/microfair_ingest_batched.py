@@ -123,7 +123,7 @@ def microfair_ingest_batched():
 
             return _each(uids, ingest.qc_dataset, "qc_done", **context)
 
-        @task(trigger_rule="all_done", retries=0)
+        @task(trigger_rule="all_done")  # AirflowFailException: never retried
         def verdict(batch: list[dict]) -> list[str]:
             """Fail this batch's instance when any of its datasets needs attention (all are in the ledger)."""
             from airflow.exceptions import AirflowFailException
