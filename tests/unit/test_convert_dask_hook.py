@@ -1,0 +1,76 @@
+"""DaskHook: scheduler from the Airflow connection (a real tcp scheduler on 127.0.0.1), else a local cluster."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("airflow.sdk")
+
+from airflow.sdk import Connection  # noqa: E402
+from distributed import LocalCluster  # noqa: E402
+
+from microfair.config.core import ConversionSettings, DaskSettings  # noqa: E402
+from microfair.convert import convert_to_zarr  # noqa: E402
+from microfair.imaging import open_image  # noqa: E402
+from microfair.synthetic import textured_stack, write_ome_tiff  # noqa: E402
+from microfair_airflow.hooks.dask import DaskHook, local_cluster_options, scheduler_address  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def own_airflow_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "airflow"))
+    monkeypatch.delenv("AIRFLOW_CONN_DASK_DEFAULT", raising=False)
+
+
+def test_local_cluster_is_sized_for_the_machine():
+    opts = local_cluster_options(ConversionSettings(memory_limit_mb=1600), DaskSettings(), cores=4)
+    assert opts["n_workers"] == 4 and opts["threads_per_worker"] == 1 and opts["memory_limit"] == "400MiB"
+    opts = local_cluster_options(ConversionSettings(memory_limit_mb=1600), DaskSettings(n_workers=2), cores=8)
+    assert opts["n_workers"] == 2 and opts["memory_limit"] == "800MiB"
+    assert opts["host"] == "127.0.0.1"
+
+
+@pytest.mark.parametrize(("conn", "address"), [
+    (Connection(conn_id="a", conn_type="tcp", host="127.0.0.1", port=8786), "tcp://127.0.0.1:8786"),
+    (Connection(conn_id="b", conn_type="dask", host="sched.local"), "tcp://sched.local:8786"),
+    (Connection(conn_id="c", conn_type="dask", host="sched.local", port=9000, extra='{"protocol": "tls"}'),
+     "tls://sched.local:9000"),
+])
+def test_scheduler_address_from_connection(conn, address):
+    assert scheduler_address(conn) == address
+
+
+def test_no_connection_starts_a_local_cluster_and_closes_it(tmp_path):
+    hook = DaskHook(settings=ConversionSettings(memory_limit_mb=512), dask_settings=DaskSettings(n_workers=1))
+    assert hook.scheduler_address() is None
+    data = textured_stack((1, 2, 64, 64), seed=1)
+    src = write_ome_tiff(tmp_path / "in.ome.tiff", data)
+    with hook.client() as client:
+        workers = client.scheduler_info()["workers"]
+        assert len(workers) == 1
+        assert next(iter(workers.values()))["memory_limit"] == 512 * 2**20
+        cluster = hook._cluster
+        result = convert_to_zarr(open_image(src), tmp_path / "x.ome.zarr",
+                                 settings=ConversionSettings(chunk_xy=32, min_level_size=16), ome_xml=None,
+                                 client=client)
+    assert hook._client is None and cluster.status.name == "closed"
+    import zarr
+
+    np.testing.assert_array_equal(zarr.open_array(str(result.path / "0" / "0"), mode="r")[0], data)
+
+
+def test_connection_names_a_real_tcp_scheduler(tmp_path, monkeypatch):
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp", host="127.0.0.1",
+                      scheduler_port=0,
+                      dashboard_address=":0") as cluster:
+        address = cluster.scheduler_address
+        assert address.startswith("tcp://127.0.0.1:")
+        monkeypatch.setenv("AIRFLOW_CONN_DASK_DEFAULT", address)
+        hook = DaskHook()
+        assert hook.scheduler_address() == address
+        with hook.client() as client:
+            assert client.scheduler.address == address
+            assert hook._cluster is None  # no local cluster started
+            assert client.submit(sum, [1, 2, 3]).result() == 6
+        assert cluster.status.name == "running"  # the hook does not stop a scheduler it did not start
