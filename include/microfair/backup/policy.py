@@ -186,7 +186,7 @@ def evaluate_policy(cfg: FacilityConfig, ledger: Ledger, uids: list[str] | None 
     for ds in ledger.datasets():
         if uids is not None and ds.uid not in uids:
             continue
-        if not ds.raw_path or ds.state in ("quarantined", "failed", "discovered"):
+        if not ds.raw_path or ds.state in ("quarantined", "discovered"):
             continue
         try:
             v = evaluate_dataset(cfg, ledger, ds, health, force_primary=force_primary, now=now)

@@ -126,8 +126,9 @@ def _full_due(cfg: FacilityConfig, ledger: Ledger, target_name: str, now: dateti
 
 
 def _eligible(ledger: Ledger) -> list[Any]:
+    """Datasets with a raw copy on the facility storage (a failed conversion still has one to protect)."""
     return [d for d in ledger.datasets() if d.raw_path and (d.sha256 or d.blake3)
-            and d.state not in ("quarantined", "failed", "discovered")]
+            and d.state not in ("quarantined", "discovered")]
 
 
 def _restore_check(restic: Restic, snapshot: str, path: str, expected: ExpectedContent) -> str | None:
