@@ -116,3 +116,73 @@ def validate_dataset(cfg: FacilityConfig, ledger: Ledger, uid: str, ctx: RunCont
     log.info("%s: validated (%s, %d scene(s))%s", uid, meta.reader, len(meta.scenes),
              f"; flagged: {'; '.join(flags)}" if flags else "")
     return "validated"
+
+
+def convert_dataset(cfg: FacilityConfig, ledger: Ledger, uid: str, ctx: RunContext | None = None, *,
+                    client: Any = None) -> str:
+    """Convert the raw copy to OME-Zarr in one pass; the same pass yields the QC report and thumbnails.
+
+    Re-running replaces the OME-Zarr atomically (the old copy goes only once the new one is in place).
+    """
+    from microfair.convert import convert_to_zarr
+    from microfair.imaging import UnreadableImage, open_image
+    from microfair.qc import write_qc_report
+
+    ds = ledger.require(uid)
+    _require_state(ds, ("validated", "converted", "qc_done"), "convert")
+    raw, out, reports = Path(ds.raw_path), zarr_path(cfg, ds), report_dir(cfg, ds)
+    ome_file = reports / "METADATA.ome.xml"
+    ome_xml = ome_file.read_text(encoding="utf-8") if ome_file.is_file() else None
+    with ledger.stage(uid, "convert", ctx) as outcome:
+        try:
+            img = open_image(raw)
+        except UnreadableImage as exc:
+            # It was readable at validation: the raw copy changed or the disk is failing. Never quarantine
+            # here on a guess; fail loudly so that a person looks (the raw copy is read-only).
+            raise RuntimeError(f"raw copy {raw} can no longer be read: {exc}") from exc
+        result = convert_to_zarr(img, out, settings=cfg.conversion, ome_xml=ome_xml or None, qc=cfg.qc,
+                                 client=client, overwrite=True, uid=uid)
+        qc_json = write_qc_report(result.qc, reports, uid=uid)
+        ledger.add_file(uid, "zarr", out, size_bytes=result.written_bytes)
+        ledger.add_file(uid, "report", qc_json)
+        ledger.update(uid, state="converted", zarr_path=str(out))
+        outcome.bytes = result.written_bytes
+        outcome.details = {
+            "zarr_path": str(out), "ngff_version": result.ngff_version, "scenes": len(result.scenes),
+            "levels": [len(s.levels) for s in result.scenes], "seconds": round(result.seconds, 3),
+            "mb_per_second": round(result.mb_per_second, 1), "source_bytes": result.source_bytes,
+            "dask": "distributed" if client is not None else "threads",
+        }
+    return "converted"
+
+
+def qc_dataset(cfg: FacilityConfig, ledger: Ledger, uid: str, ctx: RunContext | None = None, *,
+               client: Any = None) -> str:
+    """Record the QC report (computed in the conversion pass) and raise its flags; nothing is dropped.
+
+    When no report is there (a Zarr converted by an earlier version), QC is computed from level 0.
+    """
+    from microfair.qc import qc_from_zarr, write_qc_report
+
+    ds = ledger.require(uid)
+    _require_state(ds, ("converted", "qc_done"), "qc")
+    reports = report_dir(cfg, ds)
+    qc_json = reports / "qc.json"
+    with ledger.stage(uid, "qc", ctx) as outcome:
+        if not qc_json.is_file():
+            log.info("%s: no QC report from the conversion pass; computing it from %s", uid, ds.zarr_path)
+            write_qc_report(qc_from_zarr(ds.zarr_path, cfg.qc, client=client, uid=uid), reports, uid=uid)
+        report = json.loads(qc_json.read_text(encoding="utf-8"))
+        ledger.put_record(uid, "qc", report)
+        for rel in report.get("thumbnails", {}).values():
+            ledger.add_file(uid, "thumbnail", reports / rel)
+        ledger.update(uid, state="qc_done")
+        flags = report.get("flags", [])
+        outcome.details = {"passed": report.get("passed"), "flags": len(flags)}
+        if flags:
+            outcome.state = "flagged"
+            outcome.error = "; ".join(f.get("reason", str(f)) for f in flags)
+            log.warning("%s: QC flagged: %s", uid, outcome.error)
+        else:
+            log.info("%s: QC passed", uid)
+    return "qc_done"

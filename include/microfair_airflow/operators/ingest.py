@@ -37,15 +37,16 @@ class DatasetStageOperator(BaseOperator):
 
     :param dataset_uid: ledger identifier of the dataset (templated; usually an upstream XCom).
     :param stage: ``convert`` or ``qc``.
-    :param dask_conn_id: Airflow connection naming a dask scheduler (``dask_default``); a local
-        cluster sized for the machine is used when the connection does not exist.
+    :param dask_conn_id: Airflow connection naming a dask scheduler (default: the facility file's
+        ``dask.connection_id``, ``dask_default``); a local cluster sized for the machine is used
+        when the connection does not exist.
     :param config_path: facility configuration; ``$MICROFAIR_CONFIG`` when omitted.
     """
 
     template_fields: Sequence[str] = ("dataset_uid", "config_path")
     ui_color = "#cfe8ff"
 
-    def __init__(self, *, dataset_uid: str, stage: str, dask_conn_id: str = "dask_default",
+    def __init__(self, *, dataset_uid: str, stage: str, dask_conn_id: str | None = None,
                  config_path: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.dataset_uid = dataset_uid
@@ -61,7 +62,9 @@ class DatasetStageOperator(BaseOperator):
         cfg, ledger = facility(self.config_path)
         ctx = run_context(context)
         if self.stage == "convert":
-            with DaskHook(dask_conn_id=self.dask_conn_id, settings=cfg.conversion).client() as client:
+            hook = DaskHook(dask_conn_id=self.dask_conn_id or cfg.dask.connection_id, settings=cfg.conversion,
+                            dask_settings=cfg.dask)
+            with hook.client() as client:
                 state = ingest.convert_dataset(cfg, ledger, self.dataset_uid, ctx, client=client)
         elif self.stage == "qc":
             state = ingest.qc_dataset(cfg, ledger, self.dataset_uid, ctx)
