@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
+import yaml
 
 from microfair.airflow_env import REPO, airflow_env
 from microfair.config import init_local_config, load_config
@@ -130,9 +131,12 @@ def _run(cmd: list[str], env: dict[str, str], log: Path, timeout: int = 600) -> 
     return proc
 
 
-def start_stack(root: Path, *, n_datasets: int = 120) -> AirflowStack:
+def start_stack(root: Path, *, n_datasets: int = 120, refresh_seconds: int = 2) -> AirflowStack:
     root.mkdir(parents=True, exist_ok=True)
     config_path = init_local_config(root / "facility", ("zeiss-lsm980", "leica-sp8"))
+    cfg = yaml.safe_load(config_path.read_text())
+    cfg["dashboard"] = {"refresh_seconds": refresh_seconds}
+    config_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     home = root / "airflow"
     dags = root / "dags"
     dags.mkdir(parents=True, exist_ok=True)
