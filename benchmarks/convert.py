@@ -59,7 +59,7 @@ def run_microfair(src: Path, out: Path) -> dict:
     from microfair.convert import convert_to_zarr
 
     img, _ = source_array(src)
-    settings = ConversionSettings(chunk_xy=CHUNK, max_levels=LEVELS, min_level_size=1, compression_level=3)
+    settings = ConversionSettings(chunk_xy=CHUNK, max_levels=LEVELS, min_level_size=256, compression_level=3)
     result = convert_to_zarr(img, out, settings=settings, ome_xml=None)
     return {"qc_passed": result.qc.passed}
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from microfair.airflow_env import airflow_env
 from microfair.config import FacilityConfig, init_local_config, load_config
 from microfair.ledger import Ledger
 
@@ -40,3 +43,13 @@ def testdata() -> Path:
     if not path.is_dir():
         pytest.fail(f"MICROFAIR_TESTDATA={value} is not a folder")
     return path
+
+
+@pytest.fixture(scope="module")
+def airflow_home(tmp_path_factory) -> Path:
+    """An isolated Airflow home with a migrated SQLite metadata database, one per test module."""
+    home = tmp_path_factory.mktemp("airflow")
+    env = airflow_env(home, home / "unused.yaml")
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True,
+                   capture_output=True, cwd=REPO)
+    return home

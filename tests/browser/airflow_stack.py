@@ -131,7 +131,8 @@ def _run(cmd: list[str], env: dict[str, str], log: Path, timeout: int = 600) -> 
     return proc
 
 
-def start_stack(root: Path, *, n_datasets: int = 120, refresh_seconds: int = 2) -> AirflowStack:
+def start_stack(root: Path, *, n_datasets: int = 120, events_per_dataset: int = 8,
+                refresh_seconds: int = 2) -> AirflowStack:
     root.mkdir(parents=True, exist_ok=True)
     config_path = init_local_config(root / "facility", ("zeiss-lsm980", "leica-sp8"))
     cfg = yaml.safe_load(config_path.read_text())
@@ -161,7 +162,7 @@ def start_stack(root: Path, *, n_datasets: int = 120, refresh_seconds: int = 2) 
     })
     # The seeded history first, so the test DAG's datasets are the newest.
     ledger = Ledger(load_config(config_path).ledger.url)
-    seed_ledger(ledger, ["zeiss-lsm980", "leica-sp8"], n_datasets=n_datasets, events_target=n_datasets * 8)
+    seed_ledger(ledger, ["zeiss-lsm980", "leica-sp8"], n_datasets=n_datasets, events_target=n_datasets * events_per_dataset)
     airflow = [sys.executable, "-m", "airflow"]
     if _run(airflow + ["db", "migrate"], env, root / "db-migrate.log").returncode != 0:
         raise RuntimeError(f"airflow db migrate failed; see {root / 'db-migrate.log'}")

@@ -14,7 +14,7 @@ import yaml
 from microfair.config import init_local_config, load_config
 from microfair.ledger import Ledger
 from microfair.synthetic import textured_stack, write_czi, write_ome_tiff
-from tests.dags.conftest import run_dag, states
+from tests.dags.runner import run_dag, states
 
 pytestmark = [pytest.mark.dag, pytest.mark.slow]
 DAY = "2024-05-02"

@@ -21,7 +21,7 @@ from microfair.airflow_env import airflow_env
 from microfair.config import init_local_config, load_config
 from microfair.ledger import Ledger
 from microfair.synthetic import textured_stack, write_ome_tiff
-from tests.dags.conftest import airflow_home, run_dag, states  # noqa: F401 - airflow_home is a fixture
+from tests.dags.runner import run_dag, states
 from tests.integration.test_celery_stack import Service, free_port, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.dag, pytest.mark.slow]
