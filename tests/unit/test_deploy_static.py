@@ -248,10 +248,10 @@ def test_no_secret_is_written_in_the_compose_file(compose):
         assert re.search(rf"^#? ?{var}=", example, re.M), f"{var} is not documented in deploy/env.example"
 
 
-def test_volumes_for_landing_zones_and_every_storage_tier(compose):
+def test_volumes_for_landing_zones_and_every_storage_tier(compose, monkeypatch):
     from microfair.config import load_config
 
-    os.environ.setdefault("MICROFAIR_LEDGER_URL", "sqlite://")
+    monkeypatch.setenv("MICROFAIR_LEDGER_URL", "sqlite://")
     cfg = load_config(REPO / "deploy/microfair.yaml")
     for name in ("airflow-worker", "dask-worker"):
         mounts = {v.split(":")[-1] if not v.endswith((":ro", ":rw")) else v.split(":")[-2]
