@@ -6,10 +6,11 @@ PY := $(VENV)/bin/python
 DEMO_DIR ?= $(CURDIR)/demo
 PYTEST_ARGS ?=
 
-.PHONY: demo test install lock clean-demo bioformats
+.PHONY: demo test install lock clean-demo bioformats assets
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip --version >/dev/null 2>&1 || $(PY) -m ensurepip >/dev/null
 	$(PY) -m pip install -q --upgrade pip uv
 	$(VENV)/bin/uv pip install --python $(PY) --compile-bytecode -r requirements.lock
 	$(VENV)/bin/uv pip install --python $(PY) --no-deps -e .
@@ -26,12 +27,16 @@ bioformats: install
 	$(VENV)/bin/uv pip install --python $(PY) -r requirements-bioformats.txt
 	test -f $(BIOFORMATS_JAR) || PATH=$(VENV)/bin:$$PATH $(PY) -m microfair.imaging.fetch_bioformats --dest $(dir $(BIOFORMATS_JAR))
 
+## The dashboard's front-end assets (htmx), from the npm registry into plugins/microfair_dashboard/static/vendor.
+assets: install
+	$(PY) plugins/microfair_dashboard/build_assets.py
+
 ## Run microfair_ingest end to end on SQLite and a local dask cluster, over a sample landing zone.
-demo: install
+demo: install assets
 	$(PY) -m microfair.demo --root $(DEMO_DIR)
 
 ## Run the test suite (unit, integration with real tools and sample files, DAG tests).
-test: install
+test: install assets
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean-demo:
