@@ -31,6 +31,35 @@ def test_local_cluster_is_sized_for_the_machine():
     assert opts["host"] == "127.0.0.1"
 
 
+def test_inside_a_daemonic_process_the_workers_are_threads():
+    """A Celery prefork worker runs tasks in daemonic processes, which may not have children."""
+    assert local_cluster_options(daemon=False, cores=2)["processes"] is True
+    opts = local_cluster_options(ConversionSettings(memory_limit_mb=1600), DaskSettings(), cores=2, daemon=True)
+    assert opts["processes"] is False and opts["n_workers"] == 2 and opts["memory_limit"] == "800MiB"
+
+
+def _start_in_daemon(q) -> None:
+    from microfair_airflow.hooks.dask import DaskHook
+
+    try:
+        with DaskHook(dask_conn_id="no_such_connection_for_test").client() as client:
+            q.put(client.submit(sum, [1, 2, 3]).result())
+    except Exception as exc:  # reported to the parent
+        q.put(repr(exc))
+
+
+def test_a_local_cluster_starts_inside_a_daemonic_process():
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    proc = ctx.Process(target=_start_in_daemon, args=(q,), daemon=True)
+    proc.start()
+    result = q.get(timeout=120)
+    proc.join(30)
+    assert result == 6
+
+
 @pytest.mark.parametrize(("conn", "address"), [
     (Connection(conn_id="a", conn_type="tcp", host="127.0.0.1", port=8786), "tcp://127.0.0.1:8786"),
     (Connection(conn_id="b", conn_type="dask", host="sched.local"), "tcp://sched.local:8786"),

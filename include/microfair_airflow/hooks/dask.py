@@ -14,6 +14,7 @@ Example connection (environment variable)::
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,21 +30,30 @@ DEFAULT_PORT = 8786
 
 
 def local_cluster_options(settings: ConversionSettings | None = None, dask_settings: DaskSettings | None = None,
-                          cores: int | None = None) -> dict[str, Any]:
-    """LocalCluster keyword arguments for this machine (pure function, for tests and logs)."""
+                          cores: int | None = None, daemon: bool | None = None) -> dict[str, Any]:
+    """LocalCluster keyword arguments for this machine (pure function, for tests and logs).
+
+    Worker processes cannot be started from a daemonic process (a Celery prefork worker
+    runs its tasks in one), so there the cluster runs its workers as threads in the task's
+    process; same worker count and memory bound.
+    """
+    if daemon is None:
+        daemon = multiprocessing.current_process().daemon
     settings = settings or ConversionSettings()
     dask_settings = dask_settings or DaskSettings()
     n_cores = cores or os.cpu_count() or 1
     workers = dask_settings.n_workers or n_cores
     per_worker_mb = max(64, settings.memory_limit_mb // workers)
-    return {
+    options: dict[str, Any] = {
         "n_workers": workers,
         "threads_per_worker": dask_settings.threads_per_worker,
         "memory_limit": f"{per_worker_mb}MiB",
-        "processes": True,
-        "host": "127.0.0.1",
+        "processes": not daemon,
         "dashboard_address": ":0",
     }
+    if not daemon:  # threads talk in-process (inproc://), with no port to bind
+        options["host"] = "127.0.0.1"
+    return options
 
 
 def scheduler_address(conn: Any) -> str:
