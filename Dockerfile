@@ -5,6 +5,22 @@
 #
 #   docker build -t microfair:latest .
 ARG AIRFLOW_IMAGE=apache/airflow:3.3.2-python3.11
+
+# The dashboard's front-end assets (htmx), built by the same step as `make assets`:
+# npm ci on the committed lock file, so the running dashboard needs no CDN.
+FROM ${AIRFLOW_IMAGE} AS assets
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+USER root
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends npm \
+    && apt-get clean \
+    && rm -rf /var/lib/apt/lists/*
+USER airflow
+WORKDIR /build
+COPY --chown=airflow:root plugins/microfair_dashboard ./plugins/microfair_dashboard
+RUN python plugins/microfair_dashboard/build_assets.py
+
 FROM ${AIRFLOW_IMAGE}
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
@@ -29,6 +45,7 @@ RUN uv pip install --no-cache "apache-airflow==${AIRFLOW_VERSION}" -r requiremen
 COPY --chown=airflow:root include ./include
 COPY --chown=airflow:root dags ./dags
 COPY --chown=airflow:root plugins ./plugins
+COPY --from=assets --chown=airflow:root /build/plugins/microfair_dashboard/static/vendor ./plugins/microfair_dashboard/static/vendor
 RUN uv pip install --no-cache --no-deps . \
     && microfair --help > /dev/null \
     && python -c "import microfair_airflow, distributed, asyncpg, psycopg2"

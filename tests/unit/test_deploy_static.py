@@ -269,3 +269,15 @@ def test_the_deployed_configuration_loads(monkeypatch):
     cfg = load_config(REPO / "deploy/microfair.yaml")
     assert cfg.ledger.url.endswith("@postgres/microfair")
     assert cfg.dask.connection_id == "dask_default"
+
+
+def test_the_image_ships_the_dashboard_assets_built_like_make_assets():
+    """The dashboard needs no CDN: the image copies the vendor files that build_assets.py makes."""
+    text = (REPO / "Dockerfile").read_text()
+    make = (REPO / "Makefile").read_text()
+    assert "plugins/microfair_dashboard/build_assets.py" in make
+    build = re.search(r"^RUN python (plugins/microfair_dashboard/build_assets\.py)", text, re.M)
+    assert build, "the assets stage must run the same build step as `make assets`"
+    assert re.search(r"^COPY --from=assets .*static/vendor \./plugins/microfair_dashboard/static/vendor$", text, re.M)
+    ignored = (REPO / ".dockerignore").read_text().split()
+    assert "**/node_modules" in ignored and ".venv" in ignored
