@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import shutil
 import time
@@ -28,10 +29,12 @@ import dask.array as da
 import numpy as np
 
 from microfair.config.core import ConversionSettings, QcThresholds
+from microfair.convert.guard import watch_reader_warnings
 from microfair.convert.layout import ChannelPlan, ImagePlan, default_window, group_attributes, validate, write_container, write_image
+from microfair.convert.memory import SLAB_CHUNKS, memory_plan
 from microfair.convert.pyramid import build_pyramid, level_shapes, thumbnail_source
 from microfair.convert.source import SceneSource, scene_count, scene_source
-from microfair.qc.reduce import qc_graph, scene_qc
+from microfair.qc.reduce import QcGraph, qc_graph, scene_qc
 from microfair.qc.report import QcReport, SceneQc
 
 log = logging.getLogger(__name__)
@@ -108,33 +111,116 @@ def stale_temporaries(out: Path) -> list[Path]:
                   if p.name.startswith(f".{out.name}{TMP_MARK}") or p.name.startswith(f".{out.name}{OLD_MARK}"))
 
 
-def _compute(*objs: Any, client: Any = None) -> tuple[Any, ...]:
+def _compute(*objs: Any, client: Any = None, workers: int | None = None) -> tuple[Any, ...]:
     if client is None:
-        return dask.compute(*objs)
+        return dask.compute(*objs, num_workers=workers)
     futures = client.compute(list(objs))
-    return tuple(client.gather(futures))
+    try:
+        return tuple(client.gather(futures))
+    except BaseException:
+        client.cancel(futures)  # the other chunks stop here, before the temporary is removed
+        raise
 
 
-def _store_block(block: np.ndarray, target: Any, block_info: dict | None = None) -> np.ndarray:
+def _store_block(block: np.ndarray, target: Any, offset: tuple[int, ...] = (), block_info: dict | None = None
+                 ) -> np.ndarray:
     """Write one dask block to the Zarr chunk it is aligned with; returns its size in bytes."""
     assert block_info is not None
-    region = tuple(slice(a, b) for a, b in block_info[0]["array-location"])
+    location = block_info[0]["array-location"]
+    offset = offset or (0,) * len(location)
+    region = tuple(slice(o + a, o + b) for o, (a, b) in zip(offset, location))
     target[region] = block
     return np.full((1,) * block.ndim, block.nbytes, dtype=np.int64)
 
 
-def store_level(level: da.Array, target: Any) -> da.Array:
+def store_level(level: da.Array, target: Any, offset: tuple[int, ...] = ()) -> da.Array:
     """Lazy writes of every block of ``level`` into ``target`` (one block = one Zarr chunk, no locks).
 
-    The result is one number per block (bytes written), summed to a scalar.
+    ``offset`` places ``level`` inside ``target`` (a slab of planes). The result is one number
+    per block (bytes written), summed to a scalar.
     """
     expected = tuple(min(c, n) for c, n in zip(target.chunks, level.shape))
     if level.size and tuple(c[0] for c in level.chunks) != expected:
         raise ValueError(f"dask chunks {level.chunksize} do not match Zarr chunks {target.chunks}")
     # the target goes in through a partial: as a keyword, dask would take the Zarr array for an array
-    per_block = level.map_blocks(functools.partial(_store_block, target=target), chunks=(1,) * level.ndim,
-                                 dtype=np.int64, token="microfair-store")
+    per_block = level.map_blocks(functools.partial(_store_block, target=target, offset=tuple(offset)),
+                                 chunks=(1,) * level.ndim, dtype=np.int64, token="microfair-store")
     return per_block.sum()
+
+
+def _boundaries(chunks: tuple[int, ...], step: int) -> list[int]:
+    """Ends of source chunks that are also multiples of ``step`` (Zarr chunk edges); the last always."""
+    ends, pos = [], 0
+    for c in chunks:
+        pos += c
+        if pos % step == 0:
+            ends.append(pos)
+    if not ends or ends[-1] != pos:
+        ends.append(pos)
+    return ends
+
+
+def slabs(data: da.Array, chunk_z: int, chunk_xy: int, max_chunks: int | None = None
+          ) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """(T range, Z range) slabs of a (T, C, Z, Y, X) array, each of at most ``max_chunks`` Zarr chunks.
+
+    Cut only where a source chunk ends and a Zarr chunk ends (so no chunk is read or written by
+    two slabs); whole time points are grouped when they fit, else Z is cut.
+    """
+    max_chunks = max_chunks or SLAB_CHUNKS
+    n_t, n_c, n_z, n_y, n_x = data.shape
+    per_plane = n_c * math.ceil(n_y / chunk_xy) * math.ceil(n_x / chunk_xy)
+    z_ends = _boundaries(data.chunks[2], chunk_z)
+    t_ends = _boundaries(data.chunks[0], 1)
+
+    def z_groups() -> list[tuple[int, int]]:
+        groups, start, prev = [], 0, 0
+        for end in z_ends:
+            if end > start and prev > start and (end - start) * per_plane > max_chunks:
+                groups.append((start, prev))
+                start = prev
+            prev = end
+        groups.append((start, n_z))
+        return groups
+
+    out: list[tuple[tuple[int, int], tuple[int, int]]] = []
+    whole = n_z * per_plane
+    t_start, prev = 0, 0
+    for end in t_ends:
+        if whole * (end - t_start) > max_chunks and prev > t_start:
+            out.append(((t_start, prev), (0, n_z)))
+            t_start = prev
+        prev = end
+        if whole * (end - t_start) > max_chunks:  # one time point does not fit: cut Z
+            out += [((t_start, end), zr) for zr in z_groups()]
+            t_start = end
+    if t_start < n_t:
+        out.append(((t_start, n_t), (0, n_z)))
+    return out
+
+
+def _combine_qc(parts: list[tuple[tuple[int, int], tuple[int, int], tuple[Any, ...]]], shape: tuple[int, ...]
+                ) -> tuple[Any, ...]:
+    """The QC values of a whole scene from those of its slabs (sums, min, max, planes, projection)."""
+    vectors = minimum = maximum = mip = None
+    plane_sums = None
+    for (t0, t1), (z0, z1), (vec, lo, hi, planes, proj) in parts:
+        vec, lo, hi, planes = (np.asarray(v) for v in (vec, lo, hi, planes))
+        if vectors is None:
+            vectors, minimum, maximum = vec.copy(), lo.copy(), hi.copy()
+            plane_sums = np.zeros((shape[0], shape[1], shape[2], planes.shape[-1]), dtype=planes.dtype)
+        else:
+            vectors += vec
+            minimum, maximum = np.fmin(minimum, lo), np.fmax(maximum, hi)
+        plane_sums[t0:t1, :, z0:z1] = planes
+        if t0 == 0:
+            proj = np.asarray(proj)
+            mip = proj if mip is None else np.fmax(mip, proj)
+    return vectors, minimum, maximum, plane_sums, mip
+
+
+def _source_chunk_bytes(data: da.Array) -> int:
+    return int(math.prod(max(c) if c else 1 for c in data.chunks) * data.dtype.itemsize)
 
 
 def _plan(src: SceneSource, settings: ConversionSettings) -> ImagePlan:
@@ -190,6 +276,7 @@ def convert_to_zarr(img: Any, out: Path, *, settings: ConversionSettings, ome_xm
     """
     out = Path(out)
     who = uid or out.name
+    source = _source_name(img)
     thresholds = qc or QcThresholds()
     version = settings.ngff_version
     if out.exists() and not overwrite:
@@ -205,43 +292,85 @@ def convert_to_zarr(img: Any, out: Path, *, settings: ConversionSettings, ome_xm
     scenes: list[SceneResult] = []
     scene_reports: list[SceneQc] = []
     source_bytes = 0
+    written_total = 0
+    memory: list[dict[str, Any]] = []
     try:
-        n = scene_count(img)
-        write_container(tmp, version, n, ome_xml)
-        for index in range(n):
-            src = scene_source(img, index)
-            plan = _plan(src, settings)
-            arrays = write_image(tmp, index, plan, version)
-            levels = build_pyramid(src.data, plan.level_shapes, plan.chunks)
-            graph = qc_graph(levels[0], thumbnail_source(levels, thresholds.thumbnail_size))
-            stores = [store_level(lvl, arr) for lvl, arr in zip(levels, arrays)]
-            log.info("%s: scene %d (%s) %s %s -> %d level(s), chunks %s, %s, NGFF %s", who, index, src.name,
-                     "x".join(map(str, src.data.shape)), src.data.dtype, len(levels), plan.chunks,
-                     settings.compressor, version)
-            written, *computed = _compute(da.stack(stores).sum(), *graph.lazy, client=client)
-            sq = scene_qc(graph, tuple(computed), index=index, name=src.name, channel_names=src.channel_names,
-                          channel_colors=src.channel_colors, shape=src.data.shape, thresholds=thresholds)
-            scene_reports.append(sq)
-            _write_group_attrs(tmp, index, group_attributes(_with_qc_windows(plan, sq), version), version)
-            source_bytes += int(src.data.nbytes)
-            scenes.append(SceneResult(index, src.name, str(plan.dtype), plan.level_shapes, plan.chunks, plan.scale,
-                                      plan.units, src.channel_names, src.rgb))
+        with watch_reader_warnings() as lost:
+            n = scene_count(img)
+            write_container(tmp, version, n, ome_xml)
+            for index in range(n):
+                src = scene_source(img, index)
+                plan = _plan(src, settings)
+                arrays = write_image(tmp, index, plan, version)
+                mem = memory_plan(settings.memory_limit_mb, _source_chunk_bytes(src.data), plan.chunks, plan.dtype)
+                memory.append(mem.to_dict())
+                parts = slabs(src.data, settings.chunk_z, settings.chunk_xy)
+                log.info("%s: scene %d (%s) %s %s -> %d level(s), chunks %s, %s, NGFF %s; %d slab(s); %s", who,
+                         index, src.name, "x".join(map(str, src.data.shape)), src.data.dtype, len(plan.level_shapes),
+                         plan.chunks, settings.compressor, version, len(parts),
+                         "on the dask cluster" if client is not None else
+                         f"{mem.workers} thread(s) of ~{mem.per_worker_mb:.0f} MB, expected peak "
+                         f"{mem.expected_peak_mb:.0f} MB (conversion.memory_limit_mb={mem.limit_mb})")
+                if client is None and not mem.fits:
+                    log.warning("%s: source chunks of %.0f MB need about %.0f MB even with one thread, more than "
+                                "conversion.memory_limit_mb=%d; open the file with smaller (plane or tile) chunks",
+                                who, mem.source_chunk_mb, mem.expected_peak_mb, mem.limit_mb)
+                done = []
+                graph: QcGraph | None = None
+                for (t0, t1), (z0, z1) in parts:
+                    written, values, graph = _convert_slab(src.data[t0:t1, :, z0:z1], plan, arrays, (t0, 0, z0, 0, 0),
+                                                           thresholds.thumbnail_size, client, mem.workers)
+                    if lost:
+                        raise ConversionError(f"the reader reports lost pixels: {'; '.join(lost)}")
+                    done.append(((t0, t1), (z0, z1), values))
+                    written_total += int(written)
+                assert graph is not None
+                sq = scene_qc(graph, _combine_qc(done, tuple(src.data.shape)), index=index, name=src.name,
+                              channel_names=src.channel_names, channel_colors=src.channel_colors,
+                              shape=src.data.shape, thresholds=thresholds)
+                scene_reports.append(sq)
+                _write_group_attrs(tmp, index, group_attributes(_with_qc_windows(plan, sq), version), version)
+                source_bytes += int(src.data.nbytes)
+                scenes.append(SceneResult(index, src.name, str(plan.dtype), plan.level_shapes, plan.chunks,
+                                          plan.scale, plan.units, src.channel_names, src.rgb))
         validate(tmp, version)
         _publish(tmp, out, overwrite=overwrite, who=who)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(exc, (FileExistsError, KeyboardInterrupt, SystemExit)):
             raise
-        log.error("%s: conversion to %s failed, nothing published: %s", who, out, exc)
-        raise ConversionError(f"conversion of {who} to OME-Zarr failed: {exc}") from exc
+        cause = str(exc) or type(exc).__name__
+        if not isinstance(exc, ConversionError):
+            cause = f"{type(exc).__name__}: {cause}"
+        log.error("%s: conversion of %s to %s failed, nothing published: %s", who, source, out, cause)
+        raise ConversionError(f"conversion of {who} ({source}) to OME-Zarr failed: {cause}") from exc
     seconds = time.perf_counter() - started
     report = QcReport(source=who, thresholds=thresholds, scenes=scene_reports)
     result = ConversionResult(out, version, scenes, report, seconds, source_bytes, _tree_size(out),
-                              ome_xml is not None)
+                              ome_xml is not None, extra={"memory": memory, "written_chunk_bytes": written_total})
     log.info("%s: OME-Zarr %s published (%d scene(s), %.1f MB in %.1f s, %.0f MB/s); QC: %s", who, out, len(scenes),
              source_bytes / 1e6, seconds, result.mb_per_second,
              "passed" if report.passed else "; ".join(f.reason for f in report.flags))
     return result
+
+
+def _convert_slab(data: da.Array, plan: ImagePlan, arrays: list[Any], offset: tuple[int, ...], thumb_size: int,
+                  client: Any, workers: int) -> tuple[int, tuple[Any, ...], QcGraph]:
+    """One compute: read the slab once, write every level of it, and reduce its QC statistics."""
+    shapes = [(data.shape[0], s[1], data.shape[2], s[3], s[4]) for s in plan.level_shapes]
+    levels = build_pyramid(data, shapes, plan.chunks)
+    graph = qc_graph(levels[0], thumbnail_source(levels, thumb_size))
+    stores = [store_level(lvl, arr, offset) for lvl, arr in zip(levels, arrays)]
+    written, *computed = _compute(da.stack(stores).sum(), *graph.lazy, client=client, workers=workers)
+    return int(written), tuple(computed), graph
+
+
+def _source_name(img: Any) -> str:
+    """The file behind ``img`` for messages (bioio readers keep it in ``_path``), else its type."""
+    path = getattr(getattr(img, "reader", None), "_path", None)
+    if isinstance(path, (str, os.PathLike)) and str(path):
+        return Path(path).name
+    return "in-memory image"
 
 
 def _ome_xml_of(img: Any) -> str | None:
