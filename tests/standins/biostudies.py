@@ -1,0 +1,372 @@
+"""A local BioStudies submission API (HTTP on 127.0.0.1) and its FTP server (pyftpdlib), for tests.
+
+It honours the contracts in INTERFACES.md (biostudies-backend-services):
+
+* ``POST /auth/login`` → UserProfile with ``sessid`` and ``secret``; a wrong password → 401 with a
+  ``{"status":"FAIL","log":{…}}`` tree; every other call without a valid ``X-Session-Token`` → 401.
+* ``GET/POST/DELETE /files/user/<dir>`` (list, multipart field ``files``, ``?fileName=``),
+  ``POST /folder/user/<dir>?folder=NAME``. Files are kept on disk (``user_dir(login)``) so that tests
+  can compare checksums; the FTP server's home for each user's secret directory is the same folder.
+* ``POST /submissions/async`` (``Submission_Type: application/json``) → ``{accNo, version}``; a body
+  that is not PageTab → 400 with a FAIL tree. The request then moves through REQUESTED, FILES_VALIDATED,
+  PROCESSED to POST_PROCESSED, one state per status poll, or to INVALID when a file list names a file
+  that is not in the user folder (the errors at ``/submissions/requests/{accNo}/{version}/errors``).
+* ``GET /submissions/{accNo}.json`` → the stored submission with its DOI (10.6019/<accNo>).
+
+Fault injection: ``fail_next(prefix, n, kind)`` answers the next ``n`` requests whose path starts with
+``prefix`` with HTTP 500/503 (``kind="500"``) or resets the connection (``kind="reset"``);
+``ftp_drop_after(bytes, n)`` breaks the next ``n`` FTP uploads after that many bytes.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import hashlib
+import json
+import shutil
+import socket
+import struct
+import threading
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlparse
+
+from pyftpdlib.authorizers import DummyAuthorizer
+from pyftpdlib.handlers import DTPHandler, FTPHandler
+from pyftpdlib.servers import ThreadedFTPServer
+
+STATES = ["REQUESTED", "FILES_VALIDATED", "PROCESSED", "POST_PROCESSED"]
+
+
+def fail(message: str, *subs: str) -> dict[str, Any]:
+    return {"status": "FAIL", "log": {"level": "ERROR", "message": message,
+                                      "subnodes": [{"level": "ERROR", "message": s, "subnodes": []} for s in subs]}}
+
+
+@dataclass
+class Request:
+    accno: str
+    version: int
+    pagetab: dict[str, Any]
+    owner: str
+    polls: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class BiostudiesStandin:
+    """Start with ``with BiostudiesStandin(tmp_path, users={"me@x.org": "pw"}) as bs: bs.url …``."""
+
+    def __init__(self, root: Path, users: dict[str, str], *, ftp_user: str = "bsftp", ftp_password: str = "bsftp1"):
+        self.root = Path(root)
+        self.users = dict(users)
+        self.secrets = {u: f"{uuid.uuid4().hex[:2]}/{uuid.uuid4()}-{i}" for i, u in enumerate(users)}
+        self.tokens: dict[str, str] = {}
+        self.requests: dict[tuple[str, int], Request] = {}
+        self.submissions: dict[str, dict[str, Any]] = {}
+        self.log: list[tuple[str, str, int]] = []
+        self.faults: list[list[Any]] = []
+        self.ftp_faults: list[int] = []
+        self.ftp_user, self.ftp_password = ftp_user, ftp_password
+        self._next_acc = 100
+        self._lock = threading.Lock()
+        for u in users:
+            self.user_dir(u).mkdir(parents=True, exist_ok=True)
+
+    # -- helpers for tests ------------------------------------------------------------------------------
+    def user_dir(self, login: str) -> Path:
+        return self.root / "users" / self.secrets[login]
+
+    def sha256(self, login: str, rel: str) -> str:
+        return hashlib.sha256((self.user_dir(login) / rel).read_bytes()).hexdigest()
+
+    def files(self, login: str) -> list[str]:
+        base = self.user_dir(login)
+        return sorted(p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file())
+
+    def fail_next(self, prefix: str, n: int = 1, kind: str = "500") -> None:
+        with self._lock:
+            self.faults.append([prefix, n, kind])
+
+    def ftp_drop_after(self, nbytes: int, n: int = 1) -> None:
+        self.ftp_faults.extend([nbytes] * n)
+
+    def _take_fault(self, path: str) -> str | None:
+        with self._lock:
+            for f in self.faults:
+                if path.startswith(f[0]) and f[1] > 0:
+                    f[1] -= 1
+                    return f[2]
+        return None
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+    def __enter__(self) -> "BiostudiesStandin":
+        standin = self
+
+        class Handler(_Handler):
+            bs = standin
+
+        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.http.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.http.server_port}"
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+
+        auth = DummyAuthorizer()
+        auth.add_user(self.ftp_user, self.ftp_password, str(self.root / "users"), perm="elradfmwMT")
+
+        class Dtp(DTPHandler):
+            received = 0
+
+            def handle_read(self) -> None:  # noqa: D401 - pyftpdlib hook
+                super().handle_read()
+                limit = standin.ftp_faults[0] if standin.ftp_faults else None
+                if limit is not None and self.tot_bytes_received >= limit:
+                    standin.ftp_faults.pop(0)
+                    self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.file_obj.flush()
+                    self.close()
+
+        class Ftp(FTPHandler):
+            authorizer = auth
+            dtp_handler = Dtp
+            passive_ports = None
+            banner = "BioStudies stand-in FTP"
+
+        self.ftp = ThreadedFTPServer(("127.0.0.1", 0), Ftp)
+        self.ftp_port = self.ftp.address[1]
+        threading.Thread(target=self.ftp.serve_forever, kwargs={"timeout": 0.2}, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.http.shutdown()
+        self.http.server_close()
+        self.ftp.close_all()
+
+    # -- submissions ----------------------------------------------------------------------------------
+    def submit(self, login: str, body: bytes) -> tuple[int, dict[str, Any]]:
+        try:
+            pagetab = json.loads(body)
+        except ValueError as exc:
+            return 400, fail("Submission request can't be processed", f"invalid JSON: {exc}")
+        problems = []
+        section = pagetab.get("section") if isinstance(pagetab, dict) else None
+        if not isinstance(section, dict):
+            problems.append("Submission must have a root section")
+        elif not section.get("type"):
+            problems.append("Section type is required")
+        attrs = {a.get("name"): a.get("value") for a in (pagetab.get("attributes") or [])} if isinstance(pagetab, dict) else {}
+        if not attrs.get("Title") and not (section or {}).get("attributes"):
+            problems.append("Submission title is required")
+        if problems:
+            return 400, fail("Submission validation errors", *problems)
+        with self._lock:
+            accno = pagetab.get("accno") or f"S-BIAD{self._next_acc}"
+            if not pagetab.get("accno"):
+                self._next_acc += 1
+            version = 1 + sum(1 for (a, _v) in self.requests if a == accno)
+            req = Request(accno, version, pagetab, login)
+            req.errors = self._check_files(login, pagetab)
+            self.requests[(accno, version)] = req
+        return 200, {"accNo": accno, "version": version}
+
+    def _check_files(self, login: str, pagetab: dict[str, Any]) -> list[str]:
+        root = self.user_dir(login)
+        rootpath = next((a["value"] for a in pagetab.get("attributes", []) if a.get("name") == "RootPath"), "")
+        errors = []
+
+        def walk(s: dict[str, Any]) -> None:
+            for a in s.get("attributes", []):
+                if a.get("name") == "File List":
+                    fl = root / rootpath / a.get("value", "")
+                    if not fl.is_file():
+                        errors.append(f"File list '{a.get('value')}' could not be found")
+                        continue
+                    for entry in json.loads(fl.read_text()):
+                        f = root / rootpath / entry["path"]
+                        if not f.is_file():
+                            errors.append(f"The following files could not be found: {entry['path']}")
+                        elif entry.get("size") is not None and f.stat().st_size != entry["size"]:
+                            errors.append(f"File {entry['path']} size {f.stat().st_size} != {entry['size']}")
+            for sub in s.get("subsections", []):
+                for x in sub if isinstance(sub, list) else [sub]:
+                    walk(x)
+
+        walk(pagetab.get("section", {}))
+        return errors
+
+    def status(self, accno: str, version: int) -> str | None:
+        req = self.requests.get((accno, version))
+        if req is None:
+            return None
+        with self._lock:
+            i = min(req.polls, len(STATES) - 1)
+            req.polls += 1
+            if req.errors and i >= 1:
+                return "INVALID"
+            state = STATES[i]
+            if state == "POST_PROCESSED" and accno not in self.submissions or \
+                    (state == "POST_PROCESSED" and self.submissions[accno].get("_version") != version):
+                stored = json.loads(json.dumps(req.pagetab))
+                stored["accno"] = accno
+                stored["attributes"] = [a for a in stored.get("attributes", []) if a.get("name") != "DOI"]
+                stored["attributes"].append({"name": "DOI", "value": f"10.6019/{accno}"})
+                stored["_version"] = version
+                self.submissions[accno] = stored
+            return state
+
+
+class _Handler(BaseHTTPRequestHandler):
+    bs: BiostudiesStandin
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:  # quiet
+        pass
+
+    def _send(self, code: int, body: Any = None, *, text: bool = False) -> None:
+        data = b"" if body is None else (body.encode() if text else json.dumps(body).encode())
+        self.send_response(code)
+        self.send_header("Content-Type", "text/plain" if text else "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        self.bs.log.append((self.command, self.path, code))
+
+    def _body(self) -> bytes:
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n else b""
+
+    def _reset(self) -> None:
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+        self.connection.close()
+        self.bs.log.append((self.command, self.path, 0))
+
+    def _route(self) -> None:
+        url = urlparse(self.path)
+        path, q = unquote(url.path), {k: v[0] for k, v in parse_qs(url.query).items()}
+        fault = self.bs._take_fault(path)
+        if fault == "reset":
+            n = int(self.headers.get("Content-Length") or 0)
+            if n:
+                self.rfile.read(min(n, 1024))  # a reset in the middle of the body
+            return self._reset()
+        if fault:
+            self._body()
+            return self._send(int(fault) if fault.isdigit() else 500, {"status": "FAIL", "log": {
+                "level": "ERROR", "message": "Internal server error", "subnodes": []}})
+        if path in ("/auth/login", "/auth/signin") and self.command == "POST":
+            try:
+                creds = json.loads(self._body() or b"{}")
+            except ValueError:
+                creds = {}
+            login = creds.get("login")
+            if login in self.bs.users and self.bs.users[login] == creds.get("password"):
+                token = uuid.uuid4().hex
+                self.bs.tokens[token] = login
+                return self._send(200, {"sessid": token, "email": login, "username": login.split("@")[0],
+                                        "secret": self.bs.secrets[login], "fullname": login, "superuser": False,
+                                        "orcid": None, "allow": [], "deny": [], "uploadType": "ftp"})
+            return self._send(401, fail("Invalid email address or password."))
+        token = self.headers.get("X-Session-Token")
+        login = self.bs.tokens.get(token or "")
+        if login is None:
+            self._body()
+            return self._send(401, fail("Authentication required: invalid or expired session token"))
+        home = self.bs.user_dir(login)
+        if path == "/auth/logout":
+            self._body()
+            self.bs.tokens.pop(token, None)
+            return self._send(200, {})
+        if path.startswith("/files/user"):
+            rel = path[len("/files/user"):].strip("/")
+            target = (home / rel).resolve()
+            if not str(target).startswith(str(home.resolve())):
+                return self._send(403, fail("forbidden path"))
+            if self.command == "GET":
+                if not target.is_dir():
+                    return self._send(404, fail(f"folder {rel} not found"))
+                return self._send(200, [
+                    {"name": p.name, "path": f"user/{rel}".rstrip("/"), "size": p.stat().st_size if p.is_file() else 0,
+                     "type": "FILE" if p.is_file() else "DIR"} for p in sorted(target.iterdir())])
+            if self.command == "POST":
+                body = self._body()
+                msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+                    b"Content-Type: " + self.headers["Content-Type"].encode() + b"\r\n\r\n" + body)
+                if not msg.is_multipart():
+                    return self._send(400, fail("multipart/form-data expected"))
+                target.mkdir(parents=True, exist_ok=True)
+                for part in msg.iter_parts():
+                    if part.get_param("name", header="content-disposition") == "files":
+                        name = Path(part.get_filename()).name
+                        tmp = target / f".{name}.part"
+                        tmp.write_bytes(part.get_payload(decode=True) or b"")
+                        tmp.replace(target / name)
+                return self._send(200, None)
+            if self.command == "DELETE":
+                f = target / q.get("fileName", "")
+                if f.is_file():
+                    f.unlink()
+                elif f.is_dir():
+                    shutil.rmtree(f)
+                return self._send(200, None)
+        if path.startswith("/folder/user") and self.command == "POST":
+            self._body()
+            rel = path[len("/folder/user"):].strip("/")
+            (home / rel / q["folder"]).mkdir(parents=True, exist_ok=True)
+            return self._send(200, None)
+        if path in ("/submissions/async", "/submissions") and self.command == "POST":
+            if self.headers.get("Submission_Type") not in ("application/json",):
+                self._body()
+                return self._send(415, fail("Unsupported submission format"))
+            code, out = self.bs.submit(login, self._body())
+            return self._send(code, out)
+        parts = path.strip("/").split("/")
+        if len(parts) == 5 and parts[:2] == ["submissions", "requests"] and self.command == "GET":
+            accno, version, what = parts[2], int(parts[3]), parts[4]
+            req = self.bs.requests.get((accno, version))
+            if req is None:
+                return self._send(404, fail(f"request {accno}/{version} not found"))
+            if what == "status":
+                return self._send(200, self.bs.status(accno, version), text=True)
+            if what == "errors":
+                return self._send(200, req.errors)
+        if len(parts) == 2 and parts[0] == "submissions" and parts[1].endswith(".json") and self.command == "GET":
+            sub = self.bs.submissions.get(parts[1][:-5])
+            if sub is None:
+                return self._send(404, fail(f"submission {parts[1][:-5]} not found"))
+            return self._send(200, {k: v for k, v in sub.items() if not k.startswith("_")})
+        self._body()
+        return self._send(404, fail(f"no endpoint {self.command} {path}"))
+
+    do_GET = do_POST = do_DELETE = do_PUT = _route
+
+
+# -- demo-like data for the deposit tests ---------------------------------------------------------------------
+DAY = "2024-05-02"
+
+
+def ingest_synthetic(cfg: Any, ledger: Any, *, n: int = 2, study: str = "Cells") -> list[str]:
+    """Write ``n`` small OME-TIFFs into the first landing zone, collect and validate them; return their uids."""
+    import os
+    import time
+
+    from microfair.collect import collect, scan
+    from microfair.ingest import validate_dataset
+    from microfair.synthetic import textured_stack, write_ome_tiff
+
+    zone = cfg.landing_zones[0].path
+    conditions = ["Control", "Treated", "Washout", "Recovery"]
+    for i in range(n):
+        p = write_ome_tiff(zone / f"DEMO/{study}/e1" / f"{DAY}_DEMO_{study}_ALebon_{conditions[i % 4]}_RAW_v0{i + 1}.ome.tiff",
+                           textured_stack((2, 2, 48, 64), seed=i), channels=["DAPI", "GFP"])
+        t = time.time() - 3600
+        os.utime(p, (t, t))
+    uids = []
+    for acq in scan(cfg, ledger).ready:
+        collect(cfg, ledger, acq)
+        assert validate_dataset(cfg, ledger, acq.uid) == "validated", ledger.require(acq.uid).reason
+        uids.append(acq.uid)
+    return uids
