@@ -14,6 +14,7 @@ peers read it through the same interface as a file. Used by the bounded-memory t
 
 from __future__ import annotations
 
+import time
 from functools import lru_cache
 from typing import Any
 
@@ -38,23 +39,26 @@ class TexturedVolume:
     :param tile: edge of the texture tiles, in pixels.
     :param bank: number of distinct textured tiles.
     :param seed: random seed of the texture.
+    :param latency: seconds every read waits first, like a slow network share (tests).
     """
 
     dtype = np.dtype("uint16")
     ndim = 5
 
-    def __init__(self, shape: tuple[int, int, int, int, int], *, tile: int = 512, bank: int = 8, seed: int = 0):
+    def __init__(self, shape: tuple[int, int, int, int, int], *, tile: int = 512, bank: int = 8, seed: int = 0,
+                 latency: float = 0.0):
         if len(shape) != 5:
             raise ValueError(f"shape must be (T, C, Z, Y, X), got {shape}")
         self.shape = tuple(int(s) for s in shape)
         self.tile, self.bank, self.seed = int(tile), int(bank), int(seed)
+        self.latency = float(latency)
 
     @property
     def nbytes(self) -> int:
         return int(np.prod(self.shape)) * self.dtype.itemsize
 
     def __reduce__(self) -> tuple[Any, ...]:  # pickled to dask workers without the bank
-        return (_rebuild, (self.shape, self.tile, self.bank, self.seed))
+        return (_rebuild, (self.shape, self.tile, self.bank, self.seed, self.latency))
 
     def _tile(self, plane: int, ty: int, tx: int) -> np.ndarray:
         bank = _tile_bank(self.tile, self.bank, self.seed)
@@ -62,6 +66,8 @@ class TexturedVolume:
         return np.roll(bank[h % self.bank], shift=((h >> 4) % self.tile, (h >> 12) % self.tile), axis=(0, 1))
 
     def __getitem__(self, key: Any) -> np.ndarray:
+        if self.latency:
+            time.sleep(self.latency)
         if not isinstance(key, tuple):
             key = (key,)
         key = key + (slice(None),) * (5 - len(key))
@@ -91,8 +97,8 @@ class TexturedVolume:
         return out
 
 
-def _rebuild(shape: tuple[int, ...], tile: int, bank: int, seed: int) -> TexturedVolume:
-    return TexturedVolume(shape, tile=tile, bank=bank, seed=seed)  # type: ignore[arg-type]
+def _rebuild(shape: tuple[int, ...], tile: int, bank: int, seed: int, latency: float = 0.0) -> TexturedVolume:
+    return TexturedVolume(shape, tile=tile, bank=bank, seed=seed, latency=latency)  # type: ignore[arg-type]
 
 
 def shape_for_bytes(n_bytes: int, *, channels: int = 2, plane: int = 8192) -> tuple[int, int, int, int, int]:
@@ -102,13 +108,14 @@ def shape_for_bytes(n_bytes: int, *, channels: int = 2, plane: int = 8192) -> tu
 
 
 def synthetic_image(shape: tuple[int, int, int, int, int], *, chunk_xy: int = 2048, tile: int = 512,
-                    seed: int = 0, pixel_size_um: float = 0.2) -> Any:
+                    seed: int = 0, pixel_size_um: float = 0.2, latency: float = 0.0) -> Any:
     """A ``bioio.BioImage`` over a :class:`TexturedVolume`, read in (1, 1, 1, chunk_xy, chunk_xy) chunks."""
     import bioio
     import dask.array as da
 
-    volume = TexturedVolume(shape, tile=tile, seed=seed)
-    data = da.from_array(volume, chunks=(1, 1, 1, chunk_xy, chunk_xy), name=f"microfair-synthetic-{seed}-{shape}",
+    volume = TexturedVolume(shape, tile=tile, seed=seed, latency=latency)
+    data = da.from_array(volume, chunks=(1, 1, 1, chunk_xy, chunk_xy),
+                         name=f"microfair-synthetic-{seed}-{tile}-{latency}-{chunk_xy}-{shape}",
                          asarray=False, meta=np.empty((0,) * 5, dtype=volume.dtype))
     return bioio.BioImage(data, dim_order=AXES, channel_names=[[f"C{i}" for i in range(shape[1])]],
                           physical_pixel_sizes=(1.0, pixel_size_um, pixel_size_um))
