@@ -97,7 +97,8 @@ def kill_one_worker_when_chunks_appear(client, out: Path, killed: list[int]) -> 
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             tmp = [p for p in out.parent.glob(f".{out.name}.tmp-*")]
-            if tmp and sum(1 for _ in tmp[0].rglob("c/*")) >= 5:
+            chunks = tmp[0] / "0" / "0" / "c" if tmp else None  # level 0 of image 0
+            if chunks is not None and sum(1 for p in chunks.rglob("*") if p.is_file()) >= 8:
                 os.kill(victim, signal.SIGKILL)
                 killed.append(victim)
                 return
