@@ -87,17 +87,22 @@ class BiostudiesStandin:
         base = self.user_dir(login)
         return sorted(p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file())
 
-    def fail_next(self, prefix: str, n: int = 1, kind: str = "500") -> None:
+    def fail_next(self, prefix: str, n: int = 1, kind: str = "500", *, method: str | None = None,
+                  after: int = 0) -> None:
+        """Fail the next ``n`` requests on paths starting with ``prefix`` (after letting ``after`` through)."""
         with self._lock:
-            self.faults.append([prefix, n, kind])
+            self.faults.append([prefix, n, kind, method, after])
 
     def ftp_drop_after(self, nbytes: int, n: int = 1) -> None:
         self.ftp_faults.extend([nbytes] * n)
 
-    def _take_fault(self, path: str) -> str | None:
+    def _take_fault(self, method: str, path: str) -> str | None:
         with self._lock:
             for f in self.faults:
-                if path.startswith(f[0]) and f[1] > 0:
+                if path.startswith(f[0]) and f[1] > 0 and f[3] in (None, method):
+                    if f[4] > 0:
+                        f[4] -= 1
+                        continue
                     f[1] -= 1
                     return f[2]
         return None
@@ -127,7 +132,12 @@ class BiostudiesStandin:
                     standin.ftp_faults.pop(0)
                     self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     self.file_obj.flush()
+                    cmd = self.cmd_channel  # a network drop breaks the control connection too
                     self.close()
+                    cmd.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    cmd.close()
+
+            handle_read_event = handle_read  # pyftpdlib's ioloop calls this alias
 
         class Ftp(FTPHandler):
             authorizer = auth
@@ -247,7 +257,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self) -> None:
         url = urlparse(self.path)
         path, q = unquote(url.path), {k: v[0] for k, v in parse_qs(url.query).items()}
-        fault = self.bs._take_fault(path)
+        fault = self.bs._take_fault(self.command, path)
         if fault == "reset":
             n = int(self.headers.get("Content-Length") or 0)
             if n:
@@ -348,7 +358,8 @@ class _Handler(BaseHTTPRequestHandler):
 DAY = "2024-05-02"
 
 
-def ingest_synthetic(cfg: Any, ledger: Any, *, n: int = 2, study: str = "Cells") -> list[str]:
+def ingest_synthetic(cfg: Any, ledger: Any, *, n: int = 2, study: str = "Cells",
+                     shape: tuple[int, ...] = (2, 2, 48, 64)) -> list[str]:
     """Write ``n`` small OME-TIFFs into the first landing zone, collect and validate them; return their uids."""
     import os
     import time
@@ -361,7 +372,7 @@ def ingest_synthetic(cfg: Any, ledger: Any, *, n: int = 2, study: str = "Cells")
     conditions = ["Control", "Treated", "Washout", "Recovery"]
     for i in range(n):
         p = write_ome_tiff(zone / f"DEMO/{study}/e1" / f"{DAY}_DEMO_{study}_ALebon_{conditions[i % 4]}_RAW_v0{i + 1}.ome.tiff",
-                           textured_stack((2, 2, 48, 64), seed=i), channels=["DAPI", "GFP"])
+                           textured_stack(shape, seed=i), channels=["DAPI", "GFP"])
         t = time.time() - 3600
         os.utime(p, (t, t))
     uids = []
