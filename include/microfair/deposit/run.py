@@ -220,7 +220,8 @@ def record_deposit(cfg: Any, ledger: Any, plan: DepositPlan, ref: SubmissionRef,
     doi = next((a.get("value") for a in sub.get("attributes", []) if a.get("name") == "DOI"), None)
     body = {"accession": ref.accno, "version": ref.version, "status": "POST_PROCESSED", "doi": doi,
             "release_date": plan.release_date.isoformat(), "root_path": plan.root_path,
-            "url": f"https://www.ebi.ac.uk/biostudies/bioimages/studies/{ref.accno}"}
+            "url": f"https://www.ebi.ac.uk/biostudies/bioimages/studies/{ref.accno}",
+            "study": plan.study.model_dump(mode="json", exclude_defaults=True)}
     for uid in plan.uids():
         rec = ledger.get_record(uid, RECORD) or {}
         ledger.put_record(uid, RECORD, {**rec, **body, "errors": []})
@@ -258,3 +259,18 @@ def datacite_export(cfg: Any, ledger: Any, plan: DepositPlan, client: DataciteCl
         log.info("%s: DataCite metadata for %s written%s", uid, rec["accession"], f"; draft DOI {doi}" if doi else "")
     _events(ledger, uids, ctx, "datacite", "succeeded", details={"accession": rec["accession"], "doi": doi})
     return body
+
+
+def datacite_for_accession(cfg: Any, ledger: Any, accno: str) -> dict[str, Any]:
+    """The DataCite payload of a deposited study, from the ledger alone (``microfair datacite export ACC``)."""
+    from microfair.deposit.study import StudyMetadata
+
+    for ds in ledger.datasets():
+        rec = ledger.get_record(ds.uid, RECORD) or {}
+        if rec.get("accession") == accno and rec.get("study"):
+            previous = ledger.get_record(ds.uid, "datacite") or {}
+            study = StudyMetadata.model_validate(rec["study"])
+            return datacite_payload(study, accession=accno, bia_doi=rec.get("doi"),
+                                    publisher=cfg.datacite.publisher or "EMBL-EBI BioImage Archive",
+                                    doi=previous.get("doi"), prefix=None if previous.get("doi") else cfg.datacite.prefix)
+    raise KeyError(f"{accno}: no deposited study with this accession in the ledger")
