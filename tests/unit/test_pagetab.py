@@ -202,3 +202,20 @@ def test_datacite_payload_has_the_mandatory_properties():
     assert {"relatedIdentifier": "10.6019/S-BIAD123", "relatedIdentifierType": "DOI",
             "relationType": "IsIdenticalTo"} in a["relatedIdentifiers"]
     assert a["rightsList"][0]["rightsIdentifier"] == "CC-BY-4.0"
+
+
+def test_cli_validate_pagetab_and_datacite_export(facility_config, ledger, tmp_path, capsys):
+    import yaml as _yaml
+
+    from microfair.cli import main
+
+    ingest_synthetic(facility_config, ledger, n=1)
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(_yaml.safe_dump(facility_config.model_dump(mode="json")))
+    assert main(["--config", str(cfg_path), "deposit", "validate", str(EXAMPLE), "--project", "DEMO"]) == 0
+    assert main(["--config", str(cfg_path), "deposit", "pagetab", str(EXAMPLE), "--project", "DEMO",
+                 "--format", "tsv"]) == 0
+    assert capsys.readouterr().out.count("Study Component\tStudy Component-1") == 1
+    assert main(["--config", str(cfg_path), "deposit", "validate", str(EXAMPLE), "--project", "NOPE"]) == 1
+    assert "components[0].files" in capsys.readouterr().err
+    assert main(["--config", str(cfg_path), "datacite", "export", "S-BIAD999"]) == 1
