@@ -38,8 +38,10 @@ CHILD = textwrap.dedent("""
                                   memory_limit_mb=limit)
     result = convert_to_zarr(synthetic_image(shape, chunk_xy=2048), out, settings=settings, ome_xml=None,
                              uid="MF-LARGE-8G")
+    # VmHWM: this process's own peak (ru_maxrss would start from the parent's RSS, inherited across exec)
+    hwm = [ln for ln in Path("/proc/self/status").read_text().splitlines() if ln.startswith("VmHWM:")]
     print(json.dumps({
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": int(hwm[0].split()[1]) / 1024 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "children_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
         "source_bytes": result.source_bytes, "seconds": result.seconds, "levels": result.scenes[0].levels,
         "memory": result.extra["memory"], "qc_channels": len(result.qc.scenes[0].channels),
