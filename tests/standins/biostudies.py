@@ -37,7 +37,8 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 from pyftpdlib.authorizers import DummyAuthorizer
 from pyftpdlib.handlers import DTPHandler, FTPHandler
-from pyftpdlib.servers import ThreadedFTPServer
+from pyftpdlib.ioloop import IOLoop
+from pyftpdlib.servers import FTPServer
 
 STATES = ["REQUESTED", "FILES_VALIDATED", "PROCESSED", "POST_PROCESSED"]
 
@@ -145,7 +146,7 @@ class BiostudiesStandin:
             passive_ports = None
             banner = "BioStudies stand-in FTP"
 
-        self.ftp = ThreadedFTPServer(("127.0.0.1", 0), Ftp)
+        self.ftp = FTPServer(("127.0.0.1", 0), Ftp, ioloop=IOLoop())  # its own loop, not the shared singleton
         self.ftp_port = self.ftp.address[1]
         threading.Thread(target=self.ftp.serve_forever, kwargs={"timeout": 0.2}, daemon=True).start()
         return self
