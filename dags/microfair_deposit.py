@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, task
 
+from microfair_airflow.common import config_value
 from microfair_airflow.sensors.biostudies import BiostudiesSubmissionSensor
 
 default_args = {
@@ -130,7 +131,11 @@ def microfair_deposit():
     wait = BiostudiesSubmissionSensor(
         task_id="wait", submission=submitted, study_file="{{ params.study_file }}",
         project="{{ params.project }}", study="{{ params.study }}",
-        poke_interval=float(os.environ.get("MICROFAIR_BIOSTUDIES_POLL_SECONDS", "60")),
+        # biostudies.poll_seconds / timeout_hours from the facility file; the environment variable
+        # MICROFAIR_BIOSTUDIES_POLL_SECONDS overrides the interval (tests, demo).
+        poke_interval=float(os.environ.get("MICROFAIR_BIOSTUDIES_POLL_SECONDS")
+                            or config_value("biostudies", "poll_seconds", default=30.0)),
+        timeout=float(config_value("biostudies", "timeout_hours", default=24.0)) * 3600,
     )
     validate() >> upload() >> submitted >> wait >> record(submitted) >> datacite()
 

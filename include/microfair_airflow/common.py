@@ -57,3 +57,23 @@ def ingest_schedule(default: str | None = "*/10 * * * *") -> str | None:
         return data.get("schedule", default)
     except (OSError, yaml.YAMLError, AttributeError):
         return default
+
+
+def config_value(*keys: str, default: Any = None) -> Any:
+    """One value of the facility file (``config_value("biostudies", "poll_seconds")``), read
+    cheaply at DAG-parse time without validation; ``default`` when absent or unreadable."""
+    import os
+
+    import yaml
+
+    path = os.environ.get("MICROFAIR_CONFIG")
+    if not path:
+        return default
+    try:
+        with open(path, encoding="utf-8") as f:
+            node: Any = yaml.safe_load(f) or {}
+        for key in keys:
+            node = node[key]
+        return default if node is None else node
+    except (OSError, yaml.YAMLError, KeyError, TypeError, IndexError):
+        return default
