@@ -84,6 +84,46 @@ def run(cmd: list[str], env: dict[str, str], log: Path) -> int:
         return subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO).returncode
 
 
+def run_deposit(root: Path, env: dict[str, str], logs: Path) -> int:
+    """Deposit the DEMO project with microfair_deposit against local BioStudies and DataCite stand-ins.
+
+    The stand-ins (``tests/standins``) implement the documented endpoints on 127.0.0.1; nothing
+    leaves the machine, and the accession they give is not a real one.
+    """
+    import json
+    import secrets
+
+    sys.path.insert(0, str(REPO))
+    from tests.standins.biostudies import BiostudiesStandin
+    from tests.standins.datacite import DataciteStandin
+
+    login, password, dc_password = "demo@example.org", secrets.token_urlsafe(16), secrets.token_urlsafe(16)
+    # The example study file, its component pointed at the demo's study (DEMO/Mitochondria).
+    study = yaml.safe_load((REPO / "include/microfair/deposit/example_study.yaml").read_text())
+    study["components"] = [{"name": "Control and H2O2-treated HeLa cells",
+                            "description": "Confocal stacks of nuclei (DAPI) and mitochondria of control and "
+                                           "H2O2-treated HeLa cells.",
+                            "select": {"study": "Mitochondria"}}]
+    study_file = root / "facility" / "demo_study.yaml"
+    study_file.write_text(yaml.safe_dump(study, sort_keys=False))
+    with BiostudiesStandin(root / "biostudies-standin", {login: password}) as bs, \
+            DataciteStandin("DEMO.FACILITY", dc_password) as dc:
+        env = dict(env)
+        env.update({
+            "AIRFLOW_CONN_BIOSTUDIES_DEFAULT": json.dumps({
+                "conn_type": "http", "host": bs.url, "login": login, "password": password,
+                "extra": {"ftp_host": "127.0.0.1", "ftp_port": bs.ftp_port, "ftp_user": "bsftp",
+                          "ftp_password": "bsftp1"}}),
+            "AIRFLOW_CONN_DATACITE_DEFAULT": json.dumps({
+                "conn_type": "http", "host": dc.url, "login": "DEMO.FACILITY", "password": dc_password}),
+            "MICROFAIR_BIOSTUDIES_POLL_SECONDS": "1",
+        })
+        print(f"  (BioStudies and DataCite are local stand-ins on 127.0.0.1; study file {study_file})")
+        conf = json.dumps({"study_file": str(study_file), "project": "DEMO", "study": ""})
+        return run(["airflow", "dags", "test", "microfair_deposit", "--conf", conf], env,
+                   logs / "microfair_deposit.log")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=REPO / "demo")
@@ -116,7 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     for dag_id in DEMO_DAGS:
         if not (REPO / "dags" / f"{dag_id}.py").exists():
             continue
-        rc = run(["airflow", "dags", "test", dag_id], env, logs / f"{dag_id}.log")
+        if dag_id == "microfair_deposit":
+            rc = run_deposit(root, env, logs)
+        else:
+            rc = run(["airflow", "dags", "test", dag_id], env, logs / f"{dag_id}.log")
         print(f"  {dag_id}: {'finished' if rc == 0 else f'ended with failed tasks (exit {rc})'}")
         if dag_id == "microfair_ingest" and rc not in (0, 1):
             status = rc
@@ -129,6 +172,10 @@ def main(argv: list[str] | None = None) -> int:
         if shutil.which("microfair", path=str(bin_dir)):
             subprocess.run([str(bin_dir / "microfair"), "--config", str(config), *extra], check=False,
                            stderr=subprocess.DEVNULL)
+    deposits = {(r["accession"], r.get("doi")) for d in ledger.datasets()
+                if (r := ledger.get_record(d.uid, "bia")) and r.get("accession")}
+    for accession, doi in sorted(deposits):
+        print(f"BioImage Archive (stand-in): {accession}, DOI {doi}")
     converted = [d for d in ledger.datasets() if d.state in ("converted", "qc_done")]
     print(f"\nOME-Zarr ({len(converted)}):")
     for d in converted:
