@@ -27,6 +27,13 @@ default_args = {
 }
 
 
+def _max_map_length() -> int:
+    """Airflow's ``[core] max_map_length`` (how many mapped instances one task may have)."""
+    from airflow.configuration import conf
+
+    return conf.getint("core", "max_map_length", fallback=1024)
+
+
 def _each(uids: list[str], stage, want: str, **context) -> list[str]:
     """Run ``stage(cfg, ledger, uid, ctx)`` on every uid; return those that reached ``want``.
 
@@ -78,6 +85,11 @@ def microfair_ingest_batched():
         little = [a.to_dict() for a in result.ready if a.size <= small]
         batches = big + [little[i:i + size] for i in range(0, len(little), size)]
         print(f"{len(result.ready)} acquisition(s) in {len(batches)} batch(es); {len(result.waiting)} waiting")
+        limit = _max_map_length()
+        if len(batches) > limit:  # a longer list would fail the run's mapping; the rest waits for the next run
+            later = sum(len(b) for b in batches[limit:])
+            print(f"[core] max_map_length is {limit}: {later} acquisition(s) left for the next run")
+            batches = batches[:limit]
         return batches
 
     @task_group
@@ -113,7 +125,8 @@ def microfair_ingest_batched():
             from microfair_airflow.hooks.dask import DaskHook
 
             cfg, _ = facility()
-            with DaskHook(dask_conn_id=cfg.dask.connection_id, settings=cfg.conversion).client() as client:
+            hook = DaskHook(dask_conn_id=cfg.dask.connection_id, settings=cfg.conversion, dask_settings=cfg.dask)
+            with hook.client() as client:
                 return _each(uids, lambda c, lg, uid, ctx: ingest.convert_dataset(c, lg, uid, ctx, client=client),
                              "converted", **context)
 
