@@ -51,12 +51,16 @@ def _start_in_daemon(q) -> None:
 def test_a_local_cluster_starts_inside_a_daemonic_process():
     import multiprocessing as mp
 
-    ctx = mp.get_context("fork")
+    ctx = mp.get_context("spawn")  # fork from a threaded pytest process can deadlock
     q = ctx.Queue()
     proc = ctx.Process(target=_start_in_daemon, args=(q,), daemon=True)
     proc.start()
-    result = q.get(timeout=120)
-    proc.join(30)
+    try:
+        result = q.get(timeout=300)
+    finally:
+        proc.join(30)
+        if proc.is_alive():
+            proc.kill()
     assert result == 6
 
 
