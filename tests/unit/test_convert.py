@@ -236,7 +236,8 @@ def test_the_source_is_read_once(tmp_path):
 
 def test_slabs_give_the_same_zarr_and_qc_as_one_graph(tmp_path, monkeypatch):
     """A scene computed in slabs of planes (bounded graph) equals the one-graph result, QC included."""
-    import microfair.convert.writer as writer
+    import microfair.convert.slabs as slab_module
+    from microfair.convert.source import scene_source
 
     import bioio
 
@@ -247,8 +248,8 @@ def test_slabs_give_the_same_zarr_and_qc_as_one_graph(tmp_path, monkeypatch):
         return bioio.BioImage(src, chunk_dims=["Y", "X"])
 
     whole = convert_to_zarr(planes(), tmp_path / "whole.ome.zarr", settings=small(), ome_xml=None)
-    monkeypatch.setattr(writer, "SLAB_CHUNKS", 2 * 3 * 3)  # one plane of both channels per slab
-    assert len(writer.slabs(writer.scene_source(planes(), 0).data, 1, 32)) == 5
+    monkeypatch.setattr(slab_module, "SLAB_CHUNKS", 2 * 3 * 3)  # one plane of both channels per slab
+    assert len(slab_module.slabs(scene_source(planes(), 0).data, 1, 32)) == 5
     sliced = convert_to_zarr(planes(), tmp_path / "sliced.ome.zarr", settings=small(), ome_xml=None)
     for a, b in zip(level_arrays(whole.path), level_arrays(sliced.path)):
         np.testing.assert_array_equal(a, b)

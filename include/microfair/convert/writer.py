@@ -1,10 +1,12 @@
 """Convert a ``bioio.BioImage`` to OME-Zarr in one pass over the pixels, with QC on the way.
 
-Per scene, one dask graph holds: the source read, level 0 re-chunked to the Zarr chunks, every
-pyramid level downsampled from the in-memory blocks of the level above, one store task per Zarr
-chunk, and the QC reductions. One ``compute`` runs it all; dask shares the read tasks, so every
-source chunk is read once, and memory is bounded by (source chunk + a few Zarr chunks) per
-worker, not by the file size.
+Per slab of planes (``microfair.convert.slabs``), one dask graph holds: the source read, level 0
+re-chunked to the Zarr chunks, every pyramid level downsampled from the in-memory blocks of the level
+above, one store task per Zarr chunk, and the QC reductions. One ``compute`` runs it all; dask shares
+the read tasks, so every source chunk is read once, and memory is bounded by (source chunk + a few Zarr
+chunks) per worker and by the slab's graph, not by the file size (``microfair.convert.memory``: the
+threads are sized to ``conversion.memory_limit_mb``). Reader warnings that say pixels were lost fail
+the conversion (``microfair.convert.guard``).
 
 Publishing is atomic: everything is written to ``.<name>.tmp-<token>`` beside ``out``,
 validated with ome-zarr-models, and only then renamed to ``out``. A temporary left by a crash
@@ -31,8 +33,9 @@ import numpy as np
 from microfair.config.core import ConversionSettings, QcThresholds
 from microfair.convert.guard import watch_reader_warnings
 from microfair.convert.layout import ChannelPlan, ImagePlan, default_window, group_attributes, validate, write_container, write_image
-from microfair.convert.memory import SLAB_CHUNKS, memory_plan
+from microfair.convert.memory import memory_plan
 from microfair.convert.pyramid import build_pyramid, level_shapes, thumbnail_source
+from microfair.convert.slabs import combine_qc, slabs
 from microfair.convert.source import SceneSource, scene_count, scene_source
 from microfair.qc.reduce import QcGraph, qc_graph, scene_qc
 from microfair.qc.report import QcReport, SceneQc
@@ -148,77 +151,6 @@ def store_level(level: da.Array, target: Any, offset: tuple[int, ...] = ()) -> d
     return per_block.sum()
 
 
-def _boundaries(chunks: tuple[int, ...], step: int) -> list[int]:
-    """Ends of source chunks that are also multiples of ``step`` (Zarr chunk edges); the last always."""
-    ends, pos = [], 0
-    for c in chunks:
-        pos += c
-        if pos % step == 0:
-            ends.append(pos)
-    if not ends or ends[-1] != pos:
-        ends.append(pos)
-    return ends
-
-
-def slabs(data: da.Array, chunk_z: int, chunk_xy: int, max_chunks: int | None = None
-          ) -> list[tuple[tuple[int, int], tuple[int, int]]]:
-    """(T range, Z range) slabs of a (T, C, Z, Y, X) array, each of at most ``max_chunks`` Zarr chunks.
-
-    Cut only where a source chunk ends and a Zarr chunk ends (so no chunk is read or written by
-    two slabs); whole time points are grouped when they fit, else Z is cut.
-    """
-    max_chunks = max_chunks or SLAB_CHUNKS
-    n_t, n_c, n_z, n_y, n_x = data.shape
-    per_plane = n_c * math.ceil(n_y / chunk_xy) * math.ceil(n_x / chunk_xy)
-    z_ends = _boundaries(data.chunks[2], chunk_z)
-    t_ends = _boundaries(data.chunks[0], 1)
-
-    def z_groups() -> list[tuple[int, int]]:
-        groups, start, prev = [], 0, 0
-        for end in z_ends:
-            if end > start and prev > start and (end - start) * per_plane > max_chunks:
-                groups.append((start, prev))
-                start = prev
-            prev = end
-        groups.append((start, n_z))
-        return groups
-
-    out: list[tuple[tuple[int, int], tuple[int, int]]] = []
-    whole = n_z * per_plane
-    t_start, prev = 0, 0
-    for end in t_ends:
-        if whole * (end - t_start) > max_chunks and prev > t_start:
-            out.append(((t_start, prev), (0, n_z)))
-            t_start = prev
-        prev = end
-        if whole * (end - t_start) > max_chunks:  # one time point does not fit: cut Z
-            out += [((t_start, end), zr) for zr in z_groups()]
-            t_start = end
-    if t_start < n_t:
-        out.append(((t_start, n_t), (0, n_z)))
-    return out
-
-
-def _combine_qc(parts: list[tuple[tuple[int, int], tuple[int, int], tuple[Any, ...]]], shape: tuple[int, ...]
-                ) -> tuple[Any, ...]:
-    """The QC values of a whole scene from those of its slabs (sums, min, max, planes, projection)."""
-    vectors = minimum = maximum = mip = None
-    plane_sums = None
-    for (t0, t1), (z0, z1), (vec, lo, hi, planes, proj) in parts:
-        vec, lo, hi, planes = (np.asarray(v) for v in (vec, lo, hi, planes))
-        if vectors is None:
-            vectors, minimum, maximum = vec.copy(), lo.copy(), hi.copy()
-            plane_sums = np.zeros((shape[0], shape[1], shape[2], planes.shape[-1]), dtype=planes.dtype)
-        else:
-            vectors += vec
-            minimum, maximum = np.fmin(minimum, lo), np.fmax(maximum, hi)
-        plane_sums[t0:t1, :, z0:z1] = planes
-        if t0 == 0:
-            proj = np.asarray(proj)
-            mip = proj if mip is None else np.fmax(mip, proj)
-    return vectors, minimum, maximum, plane_sums, mip
-
-
 def _source_chunk_bytes(data: da.Array) -> int:
     return int(math.prod(max(c) if c else 1 for c in data.chunks) * data.dtype.itemsize)
 
@@ -325,7 +257,7 @@ def convert_to_zarr(img: Any, out: Path, *, settings: ConversionSettings, ome_xm
                     done.append(((t0, t1), (z0, z1), values))
                     written_total += int(written)
                 assert graph is not None
-                sq = scene_qc(graph, _combine_qc(done, tuple(src.data.shape)), index=index, name=src.name,
+                sq = scene_qc(graph, combine_qc(done, tuple(src.data.shape)), index=index, name=src.name,
                               channel_names=src.channel_names, channel_colors=src.channel_colors,
                               shape=src.data.shape, thresholds=thresholds)
                 scene_reports.append(sq)
