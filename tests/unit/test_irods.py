@@ -1,0 +1,166 @@
+"""iRODS registration through the real IrodsStore against the recording stand-in of the session."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+
+import pytest
+
+pytest.importorskip("irods")
+
+from microfair.ingest import convert_dataset, qc_dataset  # noqa: E402
+from microfair.irods import (  # noqa: E402
+    ChecksumMismatch,
+    IrodsError,
+    IrodsStore,
+    dataset_collection,
+    find_dataset,
+    irods_to_sha256,
+    pending_datasets,
+    register_dataset,
+    sha256_to_irods,
+)
+from tests.standins.biostudies import ingest_synthetic  # noqa: E402
+from tests.standins.irods import RecordingSession  # noqa: E402
+
+
+@pytest.fixture
+def ready(facility_config, ledger):
+    """Two synthetic DEMO datasets taken through collect → validate → convert → qc."""
+    uids = ingest_synthetic(facility_config, ledger, n=2)
+    for uid in uids:
+        convert_dataset(facility_config, ledger, uid)
+        qc_dataset(facility_config, ledger, uid)
+        assert ledger.require(uid).state == "qc_done"
+    return facility_config, ledger, uids
+
+
+def session(**kw) -> RecordingSession:
+    return RecordingSession(groups=("microfair", "demo"), **kw)
+
+
+def test_checksum_conversion_matches_the_irods_sha2_format():
+    data = b"microscope bytes"
+    hexd = hashlib.sha256(data).hexdigest()
+    assert sha256_to_irods(hexd) == "sha2:" + base64.b64encode(hashlib.sha256(data).digest()).decode()
+    assert irods_to_sha256(sha256_to_irods(hexd)) == hexd
+    assert irods_to_sha256("0cc175b9c0f1b6a831c399e269772661") is None  # an MD5 zone
+
+
+def test_put_verifies_the_server_checksum_and_writes_avus_acls(ready):
+    cfg, ledger, uids = ready
+    s = session()
+    reg = register_dataset(cfg, ledger, uids[0], IrodsStore(s))
+    ds = ledger.require(uids[0])
+    assert reg.collection == dataset_collection(cfg, ds, "tempZone") == f"/tempZone/home/demo/{ds.project}/{ds.study}/{ds.experiment}"
+    obj = s.objs[reg.data_object]
+    assert obj.data == open(ds.raw_path, "rb").read()
+    assert irods_to_sha256(obj.checksum) == ds.sha256
+    assert reg.zarr_collection and any(p.startswith(reg.zarr_collection + "/") for p in s.objs)
+    avus = {(m.name, m.value) for m in obj.avus}
+    assert ("microfair.uid", uids[0]) in avus and ("microfair.checksum.sha256", ds.sha256) in avus
+    assert any(n.startswith("microfair.dc.") for n, _ in avus) and any(n.startswith("microfair.rembi.") for n, _ in avus)
+    assert any(n.startswith("microfair.qc.") for n, _ in avus) and any(n.startswith("microfair.prov.") for n, _ in avus)
+    assert obj.acl["demo"] == "read_object" and obj.acl["rods"] == "own"
+    for node in [*s.objs.values(), *(c for p, c in s.colls.items() if p.startswith(reg.collection))]:
+        assert node.acl.get("demo") not in ("own", "modify_object"), node.path
+    assert find_dataset(IrodsStore(s), uids[0]) == [reg.data_object] or reg.data_object in find_dataset(IrodsStore(s), uids[0])
+    rec = ledger.get_record(uids[0], "irods")
+    assert rec["data_object"] == reg.data_object and rec["checksum"] == sha256_to_irods(ds.sha256)
+    assert ledger.stage_states(uids[0])["irods"].state == "succeeded"
+    assert pending_datasets(ledger) == [uids[1]]
+
+
+def test_a_rerun_transfers_nothing_and_never_duplicates_avus(ready):
+    cfg, ledger, uids = ready
+    s = session()
+    first = register_dataset(cfg, ledger, uids[0], IrodsStore(s))
+    n_avus = len(s.objs[first.data_object].avus)
+    puts = len(s.calls_of("data_objects", "put"))
+    again = register_dataset(cfg, ledger, uids[0], IrodsStore(s))
+    assert again.transferred == [] and again.unchanged == len(first.transferred)
+    assert (again.avus_added, again.avus_removed) == (0, 0)
+    assert len(s.objs[first.data_object].avus) == n_avus
+    assert len(s.calls_of("data_objects", "put")) == puts
+    # A changed record updates its AVU in place: one removed, one added, no duplicate.
+    rec = ledger.get_record(uids[0], "dublin_core")
+    rec["title"] = "A corrected title for this dataset"
+    ledger.put_record(uids[0], "dublin_core", rec)
+    third = register_dataset(cfg, ledger, uids[0], IrodsStore(s))
+    titles = [m.value for m in s.objs[first.data_object].avus if m.name == "microfair.dc.title"]
+    assert titles == ["A corrected title for this dataset"] and third.avus_added == third.avus_removed == 1
+
+
+def test_register_mode_registers_in_place_and_refuses_a_different_object(ready):
+    cfg, ledger, uids = ready
+    cfg.irods.mode = "register"
+    s = session()
+    reg = register_dataset(cfg, ledger, uids[0], IrodsStore(s))
+    ds = ledger.require(uids[0])
+    assert s.objs[reg.data_object].physical_path == ds.raw_path
+    assert s.calls_of("data_objects", "register") and not s.calls_of("data_objects", "put")
+    s.objs[reg.data_object].data = b"something else"
+    s.objs[reg.data_object].checksum = "sha2:" + base64.b64encode(hashlib.sha256(b"x").digest()).decode()
+    with pytest.raises(IrodsError, match="already registered with another checksum"):
+        register_dataset(cfg, ledger, uids[0], IrodsStore(s))
+    assert ledger.stage_states(uids[0])["irods"].state == "failed"
+
+
+def test_an_overwrite_without_force_is_refused_like_the_server(tmp_path):
+    s = session()
+    f = tmp_path / "a.bin"
+    f.write_bytes(b"abc")
+    store = IrodsStore(s)
+    store.ensure_collection("/tempZone/home/demo/x")
+    store.put(str(f), "/tempZone/home/demo/x/a.bin")
+    with pytest.raises(IrodsError, match="OVERWRITE_WITHOUT_FORCE_FLAG"):
+        store.put(str(f), "/tempZone/home/demo/x/a.bin")
+    store.put(str(f), "/tempZone/home/demo/x/a.bin", force=True)
+
+
+def test_a_corrupted_transfer_is_caught_by_the_checksum_and_recorded(ready, caplog):
+    cfg, ledger, uids = ready
+    s = session()
+    s.corrupt_next_put = True
+    with pytest.raises(ChecksumMismatch, match="checksum mismatch"):
+        register_dataset(cfg, ledger, uids[0], IrodsStore(s))
+    st = ledger.stage_states(uids[0])["irods"]
+    assert st.state == "failed" and "checksum mismatch" in (st.error or "")
+    assert uids[0] in pending_datasets(ledger)
+    # The next run overwrites the bad object and succeeds.
+    reg = register_dataset(cfg, ledger, uids[0], IrodsStore(s))
+    assert irods_to_sha256(s.objs[reg.data_object].checksum) == ledger.require(uids[0]).sha256
+
+
+def test_no_permission_is_a_clear_error_in_the_ledger(ready):
+    cfg, ledger, uids = ready
+    s = session(writable_homes=False)
+    with pytest.raises(IrodsError, match="CAT_NO_ACCESS_PERMISSION"):
+        register_dataset(cfg, ledger, uids[0], IrodsStore(s))
+    assert "cannot create collection" in ledger.stage_states(uids[0])["irods"].error
+
+
+def test_a_dataset_not_past_qc_is_refused(facility_config, ledger):
+    uid = ingest_synthetic(facility_config, ledger, n=1)[0]
+    with pytest.raises(IrodsError, match="past QC"):
+        register_dataset(facility_config, ledger, uid, IrodsStore(session()))
+
+
+def test_the_password_never_reaches_the_log(ready, caplog):
+    pytest.importorskip("airflow.sdk")
+    from airflow.sdk import Connection
+
+    from microfair_airflow.hooks.irods import session_options
+
+    conn = Connection(conn_id="irods_default", conn_type="irods", host="irods.example.org", login="mf",
+                      password="S3cret-iRODS-pw", extra='{"zone": "facZone", "client_server_policy": "CS_NEG_REQUIRE"}')
+    opts = session_options(conn)
+    assert opts["zone"] == "facZone" and opts["port"] == 1247 and opts["client_server_policy"] == "CS_NEG_REQUIRE"
+    with pytest.raises(ValueError, match="zone"):
+        session_options(Connection(conn_id="x", conn_type="irods", host="h", login="u", password="p"))
+    cfg, ledger, uids = ready
+    with caplog.at_level(logging.DEBUG):
+        register_dataset(cfg, ledger, uids[0], IrodsStore(session()))
+    assert "S3cret-iRODS-pw" not in caplog.text
