@@ -9,7 +9,9 @@ there is one.
 
 Log records are seen in this process only: the threaded scheduler and a LocalCluster with
 thread workers (a Celery worker). With separate dask worker processes the warning is in the
-worker's log, and readers that raise (most decode errors) still fail the conversion.
+worker's log, and readers that raise (most decode errors) still fail the conversion. Two conversions
+running in threads of one process hear each other's warnings (a false alarm fails one conversion, which a
+re-run repeats cleanly; no lost pixels are ever published).
 """
 
 from __future__ import annotations
