@@ -84,6 +84,28 @@ def run(cmd: list[str], env: dict[str, str], log: Path) -> int:
         return subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO).returncode
 
 
+def run_irods(root: Path, env: dict[str, str], logs: Path) -> int:
+    """Register the demo datasets with microfair_irods in the recording iRODS stand-in.
+
+    No iRODS server runs here; the stand-in (``tests/standins/irods.py``) keeps the zone in
+    ``demo/irods-standin.pickle``. A facility sets the ``irods_default`` connection instead.
+    """
+    import json
+    import secrets
+
+    env = dict(env)
+    env.update({
+        "AIRFLOW_CONN_IRODS_DEFAULT": json.dumps({"conn_type": "irods", "host": "127.0.0.1", "port": 1247,
+                                                  "login": "rods", "password": secrets.token_urlsafe(12),
+                                                  "extra": {"zone": "tempZone"}}),
+        "MICROFAIR_IRODS_SESSION_FACTORY": "tests.standins.irods_factory:factory",
+        "MICROFAIR_IRODS_STANDIN_STATE": str(root / "irods-standin.pickle"),
+        "PYTHONPATH": os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]),
+    })
+    print("  (iRODS is the recording stand-in of a python-irodsclient session)")
+    return run(["airflow", "dags", "test", "microfair_irods"], env, logs / "microfair_irods.log")
+
+
 def run_deposit(root: Path, env: dict[str, str], logs: Path) -> int:
     """Deposit the DEMO project with microfair_deposit against local BioStudies and DataCite stand-ins.
 
@@ -158,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if dag_id == "microfair_deposit":
             rc = run_deposit(root, env, logs)
+        elif dag_id == "microfair_irods":
+            rc = run_irods(root, env, logs)
         else:
             rc = run(["airflow", "dags", "test", dag_id], env, logs / f"{dag_id}.log")
         print(f"  {dag_id}: {'finished' if rc == 0 else f'ended with failed tasks (exit {rc})'}")
@@ -174,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
                            stderr=subprocess.DEVNULL)
     deposits = {(r["accession"], r.get("doi")) for d in ledger.datasets()
                 if (r := ledger.get_record(d.uid, "bia")) and r.get("accession")}
+    in_irods = [r["data_object"] for d in ledger.datasets() if (r := ledger.get_record(d.uid, "irods"))]
+    if in_irods:
+        print(f"iRODS (stand-in): {len(in_irods)} dataset(s), e.g. {in_irods[0]}")
     for accession, doi in sorted(deposits):
         print(f"BioImage Archive (stand-in): {accession}, DOI {doi}")
     converted = [d for d in ledger.datasets() if d.state in ("converted", "qc_done")]
