@@ -51,7 +51,9 @@ def microfair_irods():
         cfg, ledger = facility()
         conn_id = cfg.irods.connection_id
         if not IrodsHook.configured(conn_id):
-            raise AirflowSkipException(f"iRODS is not configured: no Airflow connection {conn_id!r}")
+            raise AirflowSkipException(f"iRODS is not configured: no Airflow connection {conn_id!r}; add one "
+                                       "to register datasets (docs/irods.md). Nothing was registered.")
+        IrodsHook(conn_id).check()  # a misconfigured connection fails here once, not once per dataset
         uids = pending_datasets(ledger, (params or {}).get("project") or None)
         print(f"{len(uids)} dataset(s) to register in iRODS")
         return uids
@@ -64,12 +66,9 @@ def microfair_irods():
         from microfair_airflow.hooks.irods import IrodsHook
 
         cfg, ledger = facility()
-        session = IrodsHook(cfg.irods.connection_id).get_conn()
-        try:
+        with IrodsHook(cfg.irods.connection_id).session() as session:
             reg = register_dataset(cfg, ledger, uid, IrodsStore(session, resource=cfg.irods.resource),
                                    run_context(context))
-        finally:
-            session.cleanup()
         return reg.to_dict()
 
     @task(trigger_rule="all_done", retries=0)

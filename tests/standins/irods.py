@@ -12,6 +12,8 @@ No iRODS server can run on the build machines and no protocol-level emulator exi
   ``modify_object``, as iRODS 4.3 does;
 * AVUs: adding an AVU that is already there raises ``CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME``; a list
   of atomic operations is applied all or nothing;
+* renames never overwrite (``CAT_NAME_EXISTS_AS_DATAOBJ``); ``unlink`` needs ``own``; ``unregister``
+  forgets the object and leaves its file alone;
 * GenQuery: ``query(cols).filter(Criterion('=', <Meta>.name|value, …))`` over data-object and
   collection metadata.
 
@@ -31,6 +33,7 @@ from typing import Any
 from irods import exception as ex
 from irods import keywords as kw
 from irods.access import iRODSAccess
+from irods.column import Criterion
 from irods.meta import iRODSMeta
 from irods.models import Collection, CollectionMeta, DataObject, DataObjectMeta
 
@@ -188,6 +191,43 @@ class _DataObjects:
             raise ex.UNIX_FILE_OPEN_ERR(file_path)
         self._store(path, Path(file_path).read_bytes(), options, physical=file_path)
 
+    def move(self, src_path: str, dest_path: str) -> None:
+        self._s.calls.append(("data_objects", "move", f"{src_path} -> {dest_path}"))
+        src = posixpath.normpath(src_path)
+        dest = posixpath.normpath(dest_path)
+        if dest in self._s.colls:
+            dest = posixpath.join(dest, posixpath.basename(src))
+        obj = self._s.objs.get(src)
+        if obj is None:
+            raise ex.CAT_NO_ROWS_FOUND(src)
+        if dest in self._s.objs:
+            raise ex.CAT_NAME_EXISTS_AS_DATAOBJ(dest)  # iRODS never renames onto an existing object
+        self._s._require(obj, WRITE)
+        self._s._require(self._parent(dest), WRITE)
+        del self._s.objs[src]
+        obj.path = dest  # AVUs and ACLs travel with the object, as in the catalog
+        self._s.objs[dest] = obj
+
+    def unlink(self, path: str, force: bool = False, **options: Any) -> None:
+        self._s.calls.append(("data_objects", "unlink", path))
+        path = posixpath.normpath(path)
+        obj = self._s.objs.get(path)
+        if obj is None:
+            raise ex.CAT_NO_ROWS_FOUND(path)
+        self._s._require(obj, {"own"})
+        if not force:
+            self._s.trash.append(obj)
+        del self._s.objs[path]
+
+    def unregister(self, path: str, **options: Any) -> None:
+        self._s.calls.append(("data_objects", "unregister", path))
+        path = posixpath.normpath(path)
+        obj = self._s.objs.get(path)
+        if obj is None:
+            raise ex.CAT_NO_ROWS_FOUND(path)
+        self._s._require(obj, {"own"})
+        del self._s.objs[path]  # the file at obj.physical_path stays where it is
+
     def chksum(self, path: str, **options: Any) -> str:
         self._s.calls.append(("data_objects", "chksum", path))
         obj = self._s.objs.get(posixpath.normpath(path))
@@ -275,6 +315,7 @@ class RecordingSession:
         self.corrupt_next_put = False
         self.colls: dict[str, _Node] = {}
         self.objs: dict[str, _Obj] = {}
+        self.trash: list[_Obj] = []  # objects unlinked without force
         for p in (f"/{zone}", f"/{zone}/home"):
             self.colls[p] = _Node(p, "rods-admin", {"rods-admin": "own"})
         for g in groups:
@@ -297,3 +338,55 @@ class RecordingSession:
     # test helpers -------------------------------------------------------------
     def calls_of(self, manager: str, method: str) -> list[str]:
         return [p for m, meth, p in self.calls if m == manager and meth == method]
+
+
+def check_server_behaviour(session: Any, base: str, tmp: Path, group: str) -> None:
+    """The server behaviour the stand-in claims, as assertions: run on the stand-in by the unit tests and
+    on a real zone by ``tests/integration/test_irods_live.py``, so that the two cannot drift apart.
+
+    ``base`` is a collection that does not exist yet, in a place the session user may write;
+    ``group`` an existing group.
+    """
+    import pytest
+    from irods.meta import AVUOperation
+
+    nested = f"{base}/a/b"
+    session.collections.create(nested, recurse=True)
+    assert session.collections.exists(nested)
+    local = tmp / "contract.bin"
+    local.write_bytes(b"first version")
+    obj = f"{nested}/contract.bin"
+    session.data_objects.put(str(local), obj, **{kw.REG_CHKSUM_KW: ""})
+    assert session.data_objects.get(obj).checksum == _sha2(b"first version")
+    with pytest.raises(ex.OVERWRITE_WITHOUT_FORCE_FLAG):
+        session.data_objects.put(str(local), obj)
+    local.write_bytes(b"second version")
+    session.data_objects.put(str(local), obj, **{kw.REG_CHKSUM_KW: "", kw.FORCE_FLAG_KW: ""})
+    assert session.data_objects.get(obj).checksum == _sha2(b"second version")
+
+    meta = session.data_objects.get(obj).metadata
+    meta.apply_atomic_operations(AVUOperation(operation="add", avu=iRODSMeta("contract.a", "1")),
+                                 AVUOperation(operation="add", avu=iRODSMeta("contract.b", "2", "um")))
+    assert {(m.name, m.value, m.units or "") for m in session.data_objects.get(obj).metadata.items()} == \
+        {("contract.a", "1", ""), ("contract.b", "2", "um")}
+    with pytest.raises(ex.iRODSException):
+        meta.apply_atomic_operations(AVUOperation(operation="add", avu=iRODSMeta("contract.a", "1")))
+    meta.apply_atomic_operations(AVUOperation(operation="remove", avu=iRODSMeta("contract.a", "1")))
+    assert [m.name for m in session.data_objects.get(obj).metadata.items()] == ["contract.b"]
+
+    rows = list(session.query(Collection.name, DataObject.name).filter(
+        Criterion("=", DataObjectMeta.name, "contract.b"), Criterion("=", DataObjectMeta.value, "2")))
+    assert [f"{r[Collection.name]}/{r[DataObject.name]}" for r in rows] == [obj]
+
+    session.acls.set(iRODSAccess("read", obj, group, session.zone))
+    levels = {a.user_name: str(a.access_name) for a in session.acls.get(session.data_objects.get(obj))}
+    assert levels[group] in ("read_object", "read object") and levels[session.username] == "own"
+
+    other = f"{nested}/other.bin"
+    session.data_objects.put(str(local), other, **{kw.REG_CHKSUM_KW: ""})
+    with pytest.raises(ex.iRODSException):
+        session.data_objects.move(other, obj)  # never onto an existing object
+    session.data_objects.move(other, f"{nested}/renamed.bin")
+    assert session.data_objects.exists(f"{nested}/renamed.bin") and not session.data_objects.exists(other)
+    session.data_objects.unlink(f"{nested}/renamed.bin", force=True)
+    assert not session.data_objects.exists(f"{nested}/renamed.bin")

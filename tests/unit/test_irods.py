@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import os
 
 import pytest
 
 pytest.importorskip("irods")
 
 from microfair.ingest import convert_dataset, qc_dataset  # noqa: E402
+from microfair.irods.store import OLD_SUFFIX, PARTIAL_SUFFIX  # noqa: E402
 from microfair.irods import (  # noqa: E402
     ChecksumMismatch,
     IrodsError,
@@ -129,6 +131,11 @@ def test_a_corrupted_transfer_is_caught_by_the_checksum_and_recorded(ready, capl
     st = ledger.stage_states(uids[0])["irods"]
     assert st.state == "failed" and "checksum mismatch" in (st.error or "")
     assert uids[0] in pending_datasets(ledger)
+    # The wrong copy never appeared under the final name, and the partial upload was deleted.
+    ds = ledger.require(uids[0])
+    final = f"{dataset_collection(cfg, ds, 'tempZone')}/{os.path.basename(ds.raw_path)}"
+    assert final not in s.objs and final + PARTIAL_SUFFIX not in s.objs
+    assert s.calls_of("data_objects", "put") == [final + PARTIAL_SUFFIX]
     # The next run overwrites the bad object and succeeds.
     reg = register_dataset(cfg, ledger, uids[0], IrodsStore(s))
     assert irods_to_sha256(s.objs[reg.data_object].checksum) == ledger.require(uids[0]).sha256
@@ -164,3 +171,130 @@ def test_the_password_never_reaches_the_log(ready, caplog):
     with caplog.at_level(logging.DEBUG):
         register_dataset(cfg, ledger, uids[0], IrodsStore(session()))
     assert "S3cret-iRODS-pw" not in caplog.text
+
+
+def test_put_goes_through_a_partial_name_and_replaces_a_wrong_copy(ready):
+    cfg, ledger, uids = ready
+    s = session()
+    reg = register_dataset(cfg, ledger, uids[0], IrodsStore(s))
+    final = reg.data_object
+    assert s.calls_of("data_objects", "put")[0] == final + PARTIAL_SUFFIX
+    assert f"{final}{PARTIAL_SUFFIX} -> {final}" in s.calls_of("data_objects", "move")
+    # Someone overwrote the object in iRODS: the next run replaces it, keeping nothing aside.
+    s.objs[final].data, s.objs[final].checksum = b"tampered", "sha2:" + base64.b64encode(
+        hashlib.sha256(b"tampered").digest()).decode()
+    s.calls.clear()
+    again = register_dataset(cfg, ledger, uids[0], IrodsStore(s))
+    assert again.transferred == [final]
+    assert s.calls_of("data_objects", "move") == [f"{final} -> {final}{OLD_SUFFIX}",
+                                                  f"{final}{PARTIAL_SUFFIX} -> {final}"]
+    assert s.objs[final].data == open(ledger.require(uids[0]).raw_path, "rb").read()
+    assert not [p for p in s.objs if p.endswith((PARTIAL_SUFFIX, OLD_SUFFIX))]
+    assert {(m.name, m.value) for m in s.objs[final].avus} >= {("microfair.uid", uids[0])}
+
+
+def test_a_partial_object_left_by_a_crash_is_uploaded_again(ready, tmp_path):
+    cfg, ledger, uids = ready
+    s = session()
+    ds = ledger.require(uids[0])
+    final = f"{dataset_collection(cfg, ds, 'tempZone')}/{os.path.basename(ds.raw_path)}"
+    half = tmp_path / "half"
+    half.write_bytes(open(ds.raw_path, "rb").read()[:100])
+    store = IrodsStore(s)
+    store.ensure_collection(dataset_collection(cfg, ds, "tempZone"))
+    store.put(str(half), final + PARTIAL_SUFFIX)  # what a killed worker leaves behind
+    reg = register_dataset(cfg, ledger, uids[0], store)
+    assert reg.transferred[0] == final and final + PARTIAL_SUFFIX not in s.objs
+    assert irods_to_sha256(s.objs[final].checksum) == ds.sha256
+
+
+def test_register_mode_unregisters_a_file_that_changed_since_ingest(ready):
+    cfg, ledger, uids = ready
+    cfg.irods.mode = "register"
+    ledger.update(uids[0], sha256="0" * 64)  # the ledger's checksum no longer matches the file
+    s = session()
+    with pytest.raises(ChecksumMismatch):
+        register_dataset(cfg, ledger, uids[0], IrodsStore(s))
+    ds = ledger.require(uids[0])
+    final = f"{dataset_collection(cfg, ds, 'tempZone')}/{os.path.basename(ds.raw_path)}"
+    assert s.calls_of("data_objects", "register") == s.calls_of("data_objects", "unregister") == [final]
+    assert final not in s.objs
+    assert os.path.exists(ds.raw_path)  # the file itself is untouched
+    assert "checksum mismatch" in ledger.stage_states(uids[0])["irods"].error
+
+
+def test_a_group_write_permission_on_raw_data_is_taken_back(ready):
+    cfg, ledger, uids = ready
+    s = session()
+    reg = register_dataset(cfg, ledger, uids[0], IrodsStore(s))
+    s.objs[reg.data_object].acl["demo"] = "modify_object"  # granted by hand meanwhile
+    register_dataset(cfg, ledger, uids[0], IrodsStore(s))
+    assert s.objs[reg.data_object].acl["demo"] == "read_object"
+    acl_sets = [c for c in s.calls if c[:2] == ("acls", "set")]
+    assert acl_sets and all(path == reg.collection for _, _, path in acl_sets)
+
+
+def test_an_owner_other_than_the_session_user_gets_own(ready):
+    cfg, ledger, uids = ready
+    cfg.irods.owner = "steward"
+    s = RecordingSession(groups=("microfair", "demo", "steward"))
+    reg = register_dataset(cfg, ledger, uids[0], IrodsStore(s))
+    assert s.objs[reg.data_object].acl == {"rods": "own", "steward": "own", "demo": "read_object"}
+    assert ledger.get_record(uids[0], "irods")["owner"] == "steward"
+
+
+def test_an_unknown_group_is_a_clear_failure(ready):
+    cfg, ledger, uids = ready
+    s = RecordingSession(groups=("microfair", "demo"))
+    s.users.discard("demo")  # the project's group does not exist in this zone
+    with pytest.raises(IrodsError, match="cannot give demo read.*CAT_INVALID_USER"):
+        register_dataset(cfg, ledger, uids[0], IrodsStore(s))
+    assert "CAT_INVALID_USER" in ledger.stage_states(uids[0])["irods"].error
+
+
+def test_avus_set_by_people_are_left_alone(ready):
+    cfg, ledger, uids = ready
+    s = session()
+    reg = register_dataset(cfg, ledger, uids[0], IrodsStore(s))
+    from irods.meta import iRODSMeta
+
+    s.objs[reg.data_object].avus.append(iRODSMeta("lab.note", "keep me", None))
+    s.objs[reg.data_object].avus.append(iRODSMeta("microfair.stale", "from an older version", None))
+    again = register_dataset(cfg, ledger, uids[0], IrodsStore(s))
+    names = [m.name for m in s.objs[reg.data_object].avus]
+    assert "lab.note" in names and "microfair.stale" not in names
+    assert (again.avus_added, again.avus_removed) == (0, 1)
+    assert len(names) == len({(m.name, m.value, m.units) for m in s.objs[reg.data_object].avus})
+
+
+def test_genquery_finds_the_raw_object_and_the_zarr_collection_by_uid(ready):
+    cfg, ledger, uids = ready
+    s = session()
+    regs = [register_dataset(cfg, ledger, uid, IrodsStore(s)) for uid in uids]
+    for reg in regs:
+        assert find_dataset(IrodsStore(s), reg.uid) == sorted([reg.data_object, reg.zarr_collection])
+    assert find_dataset(IrodsStore(s), "no-such-uid") == []
+    rec = ledger.get_record(uids[0], "irods")
+    assert rec["collection"] == regs[0].collection
+    assert rec["objects"] == rec["checksums_verified"] == 1 + sum(
+        1 for p in s.objs if p.startswith(regs[0].zarr_collection + "/"))
+
+
+def test_the_standin_keeps_the_server_behaviour_the_live_suite_checks(tmp_path):
+    from tests.standins.irods import check_server_behaviour
+
+    check_server_behaviour(session(), "/tempZone/home/microfair/contract", tmp_path, "demo")
+
+
+def test_avu_values_follow_the_irods_limits():
+    from microfair.irods import flatten
+    from microfair.irods.avu import MAX_VALUE_BYTES, TRUNCATED
+
+    avus = flatten("ns.rembi", {"study": {"title": "é" * 3000, "empty": " ", "none": None,
+                                          "authors": [{"name": "A"}, {"name": "B"}], "keywords": ["x", "y"]}})
+    by = {(a.attribute, a.unit): a.value for a in avus}
+    title = by[("ns.rembi.study.title", "")]
+    assert len(title.encode()) <= MAX_VALUE_BYTES and title.endswith(TRUNCATED)
+    assert ("ns.rembi.study.empty", "") not in by and ("ns.rembi.study.none", "") not in by
+    assert by[("ns.rembi.study.authors.name", "#0")] == "A" and by[("ns.rembi.study.authors.name", "#1")] == "B"
+    assert sorted(a.value for a in avus if a.attribute == "ns.rembi.study.keywords") == ["x", "y"]

@@ -17,7 +17,14 @@ from typing import Any
 
 from microfair.checksum import digest_file
 from microfair.irods.avu import dataset_avus
-from microfair.irods.store import ChecksumMismatch, IrodsError, IrodsStore, irods_to_sha256, sha256_to_irods
+from microfair.irods.store import (
+    PARTIAL_SUFFIX,
+    ChecksumMismatch,
+    IrodsError,
+    IrodsStore,
+    irods_to_sha256,
+    sha256_to_irods,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +51,7 @@ class IrodsRegistration:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["transferred"] = len(self.transferred)
+        d["objects"] = d["checksums_verified"] = len(self.transferred) + self.unchanged
         return d
 
 
@@ -70,11 +78,27 @@ def _parameters(cfg: Any) -> dict[str, Any]:
             "irods": {"mode": cfg.irods.mode}}
 
 
+def _verify(checksum: str | None, expected: str, logical: str) -> None:
+    got = irods_to_sha256(checksum)
+    if got is None:
+        raise IrodsError(f"iRODS gave no SHA-256 checksum for {logical} (got {checksum!r}); "
+                         "set the zone's default hash scheme to SHA256")
+    if got != expected:
+        raise ChecksumMismatch(f"checksum mismatch for {logical}: iRODS has {checksum}, the ledger "
+                               f"{sha256_to_irods(expected)} (sha256 {expected}); the file changed or the "
+                               "transfer was corrupted")
+
+
 def transfer_file(store: IrodsStore, mode: str, local: str, logical: str, sha256_hex: str, uid: str) -> bool:
     """Put or register ``local`` as ``logical`` and check the server's SHA-256 against ``sha256_hex``.
 
+    ``put``: uploaded to ``<logical>.microfair-partial`` with a server-side checksum, verified, then
+    renamed (a catalog operation) over ``logical``; a failed check deletes the partial object, so a
+    wrong copy never appears under the final name. ``register``: registered in place and verified;
+    a failed check unregisters it again (the file stays on disk).
+
     Returns True when something was written, False when the object was already there, intact.
-    A present object with another checksum is overwritten (put) or refused (register).
+    A present object with another checksum is replaced (put) or refused (register).
     """
     expected = sha256_hex.lower()
     if store.exists(logical):
@@ -85,20 +109,25 @@ def transfer_file(store: IrodsStore, mode: str, local: str, logical: str, sha256
         if mode == "register":
             raise IrodsError(f"{logical} is already registered with another checksum ({have}); "
                              f"expected {sha256_to_irods(expected)}: unregister it by hand first")
-        log.warning("%s: %s exists in iRODS with another checksum (%s): overwriting it", uid, logical, have)
-        checksum = store.put(local, logical, force=True)
-    elif mode == "register":
+        log.warning("%s: %s exists in iRODS with another checksum (%s): replacing it", uid, logical, have)
+    if mode == "register":
         checksum = store.register(local, logical)
-    else:
-        checksum = store.put(local, logical)
-    got = irods_to_sha256(checksum)
-    if got is None:
-        raise IrodsError(f"iRODS gave no SHA-256 checksum for {logical} (got {checksum!r}); "
-                         "set the zone's default hash scheme to SHA256")
-    if got != expected:
-        raise ChecksumMismatch(f"checksum mismatch for {logical}: iRODS has {checksum}, the ledger "
-                               f"{sha256_to_irods(expected)} (sha256 {expected}); the file changed or the "
-                               "transfer was corrupted")
+        try:
+            _verify(checksum, expected, logical)
+        except IrodsError:
+            store.unregister(logical)
+            raise
+        return True
+    partial = logical + PARTIAL_SUFFIX
+    if store.exists(partial):
+        log.info("%s: %s was left by an interrupted run; uploading again", uid, partial)
+    checksum = store.put(local, partial, force=True)
+    try:
+        _verify(checksum, expected, logical)
+    except IrodsError:
+        store.remove(partial)
+        raise
+    store.replace(partial, logical)
     return True
 
 
@@ -160,10 +189,16 @@ def register_dataset(cfg: Any, ledger: Any, uid: str, store: IrodsStore, ctx: An
 
         # Owner: own. Project group: read, on the whole experiment tree. Never write on raw data.
         store.set_access(coll, "own", owner, recursive=True)
-        store.set_access(coll, "read", group, recursive=True)
-        bad = [a for a in store.access(data_object) if a.user == group and a.writable]
+        if group == owner:
+            log.warning("%s: the project group %r is the owner itself; no group access granted", uid, group)
+        else:
+            store.set_access(coll, "read", group, recursive=True)
+        acl = store.access(data_object)
+        bad = [a for a in acl if a.user == group and a.writable and group != owner]
         if bad:
             raise IrodsError(f"{data_object}: group {group} still has {bad[0].level} on raw data")
+        if not any(a.user == owner and a.level.lower() == "own" for a in acl):
+            raise IrodsError(f"{data_object}: {owner} does not own the raw data object (ACL {acl})")
 
         found = store.find(f"{ns}.uid", uid)
         if data_object not in found:

@@ -5,7 +5,8 @@ It wraps a python-irodsclient ``iRODSSession`` and uses only this part of its su
 
 * ``session.collections``: ``create(path, recurse=True)``, ``exists``, ``get``, ``register``
 * ``session.data_objects``: ``put(local, logical, **{regChksum, forceFlag, destRescName})``,
-  ``register(file, logical, **opts)``, ``exists``, ``get`` (``.checksum``, ``.size``), ``chksum``
+  ``register(file, logical, **opts)``, ``exists``, ``get`` (``.checksum``, ``.size``), ``chksum``,
+  ``move(src, dest)``, ``unlink(path, force=True)``, ``unregister(path)``
 * ``<object or collection>.metadata``: ``items()``, ``apply_atomic_operations(*AVUOperation)``
 * ``session.acls``: ``set(iRODSAccess, recursive=)``, ``get(object or collection)``
 * ``session.query(...)``: GenQuery on ``DataObjectMeta`` / ``CollectionMeta``
@@ -27,6 +28,12 @@ log = logging.getLogger(__name__)
 WRITE_LEVELS = frozenset({"own", "write", "modify_object", "modify object", "delete_object", "delete object",
                           "create_object", "create object", "modify_metadata", "modify metadata",
                           "delete_metadata", "delete metadata", "create_metadata", "create metadata"})
+
+
+#: Suffix of a data object being uploaded: verified, then renamed to its final name.
+PARTIAL_SUFFIX = ".microfair-partial"
+#: Suffix of the previous version while it is being replaced.
+OLD_SUFFIX = ".microfair-old"
 
 
 class IrodsError(RuntimeError):
@@ -141,6 +148,48 @@ class IrodsStore:
         except iRODSException as exc:
             raise IrodsError(f"cannot register {local} as {logical}: {_explain(exc)}") from exc
         return self.checksum(logical)
+
+    def move(self, src: str, dest: str) -> None:
+        """Rename a data object (a catalog operation: atomic, no data moved)."""
+        from irods.exception import iRODSException
+
+        try:
+            self.session.data_objects.move(src, dest)
+        except iRODSException as exc:
+            raise IrodsError(f"cannot rename {src} to {dest}: {_explain(exc)}") from exc
+
+    def remove(self, logical: str) -> None:
+        """Delete a data object for good (no trash); nothing happens when it is not there."""
+        from irods.exception import iRODSException
+
+        if not self.exists(logical):
+            return
+        try:
+            self.session.data_objects.unlink(logical, force=True)
+        except iRODSException as exc:
+            raise IrodsError(f"cannot remove {logical}: {_explain(exc)}") from exc
+
+    def unregister(self, logical: str) -> None:
+        """Forget a registered data object, leaving its file on disk."""
+        from irods.exception import iRODSException
+
+        try:
+            self.session.data_objects.unregister(logical)
+        except iRODSException as exc:
+            raise IrodsError(f"cannot unregister {logical}: {_explain(exc)}") from exc
+
+    def replace(self, src: str, dest: str) -> None:
+        """Rename ``src`` to ``dest``, replacing a data object already at ``dest``.
+
+        iRODS refuses to rename onto an existing object, so the old one is first renamed aside
+        (``<dest>.microfair-old``) and deleted only once the new one is in place.
+        """
+        old = dest + OLD_SUFFIX
+        self.remove(old)  # left by an interrupted replace
+        if self.exists(dest):
+            self.move(dest, old)
+        self.move(src, dest)
+        self.remove(old)
 
     # -- metadata -----------------------------------------------------------------
     def _target(self, path: str) -> Any:

@@ -4,16 +4,22 @@ Connection ``irods_default`` (``irods.connection_id``)::
 
     host, port (1247), login = iRODS user, password
     schema or extra "zone"                 the zone (e.g. ``tempZone``)
-    extra "auth_scheme"                     native (default) | pam_password
-    extra "client_server_policy"            CS_NEG_REQUIRE for TLS (CS_NEG_REFUSE | CS_NEG_DONT_CARE)
-    extra "ca_certificate_file", "encryption_algorithm", "encryption_key_size",
-          "encryption_num_hash_rounds", "encryption_salt_size", "ssl_verify_server"   TLS options
+    extra "auth_scheme"                     native (default) | pam_password (needs TLS)
+    extra "client_server_policy"            CS_NEG_REQUIRE turns TLS on (CS_NEG_REFUSE: plain TCP)
+    extra "ssl_ca_certificate_file"         CA bundle that signed the server's certificate
+          "ssl_ca_certificate_path", "ssl_verify_server" (hostname | cert | none),
+          "encryption_algorithm" (AES-256-CBC), "encryption_key_size" (32),
+          "encryption_num_hash_rounds" (16), "encryption_salt_size" (8)
+    extra "connection_timeout"              seconds (python-irodsclient's default otherwise)
+
+The keys are those of ``irods_environment.json`` without their ``irods_`` prefix; the prefixed
+spelling is accepted too, so a site can paste its environment file's entries into the extras.
 
 Example (environment)::
 
     AIRFLOW_CONN_IRODS_DEFAULT='{"conn_type": "irods", "host": "irods.facility.local", "port": 1247,
         "login": "microfair", "password": "…", "extra": {"zone": "facilityZone",
-        "client_server_policy": "CS_NEG_REQUIRE", "ca_certificate_file": "/etc/ssl/certs/facility-ca.pem"}}'
+        "client_server_policy": "CS_NEG_REQUIRE", "ssl_ca_certificate_file": "/etc/ssl/certs/facility-ca.pem"}}'
 
 The password is handed to the client only; it is never logged. ``MICROFAIR_IRODS_SESSION_FACTORY``
 (``module:callable``, called with the connection) replaces the session constructor: sites use it for
@@ -24,32 +30,62 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from airflow.sdk import BaseHook
 
-TLS_KEYS = ("client_server_policy", "ca_certificate_file", "encryption_algorithm", "encryption_key_size",
-            "encryption_num_hash_rounds", "encryption_salt_size", "ssl_verify_server")
+#: TLS settings (python-irodsclient account attributes) and their defaults when TLS is on.
+TLS_DEFAULTS: dict[str, Any] = {"encryption_algorithm": "AES-256-CBC", "encryption_key_size": 32,
+                                "encryption_num_hash_rounds": 16, "encryption_salt_size": 8}
+TLS_KEYS = ("client_server_policy", "ssl_ca_certificate_file", "ssl_ca_certificate_path", "ssl_verify_server",
+            *TLS_DEFAULTS)
+POLICIES = ("CS_NEG_REQUIRE", "CS_NEG_DONT_CARE", "CS_NEG_REFUSE")
 FACTORY_VAR = "MICROFAIR_IRODS_SESSION_FACTORY"
+
+
+def _extra(extra: dict[str, Any], key: str) -> Any:
+    return extra.get(key, extra.get("irods_" + key))
 
 
 def session_options(conn: Any) -> dict[str, Any]:
     """``iRODSSession`` keyword arguments from an Airflow connection (pure; the tests check it)."""
     extra = conn.extra_dejson or {}
-    zone = extra.get("zone") or conn.schema
+    zone = _extra(extra, "zone") or _extra(extra, "zone_name") or conn.schema
     if not conn.host or not conn.login or not zone:
         raise ValueError(f"iRODS connection {conn.conn_id!r} needs host, login and a zone "
                          "(schema or extra 'zone')")
     opts: dict[str, Any] = {"host": conn.host, "port": int(conn.port or 1247), "user": conn.login,
                             "zone": zone, "password": conn.password}
-    scheme = extra.get("auth_scheme", "native")
+    tls = {key: _extra(extra, key) for key in TLS_KEYS if _extra(extra, key) is not None}
+    if "ca_certificate_file" in extra:  # the spelling of earlier microfair versions
+        tls.setdefault("ssl_ca_certificate_file", extra["ca_certificate_file"])
+    policy = tls.get("client_server_policy")
+    if policy is not None and policy not in POLICIES:
+        raise ValueError(f"iRODS connection {conn.conn_id!r}: client_server_policy {policy!r} is not one of "
+                         f"{', '.join(POLICIES)}")
+    if policy in ("CS_NEG_REQUIRE", "CS_NEG_DONT_CARE"):
+        # python-irodsclient only negotiates TLS when asked to, and needs every encryption setting then.
+        opts["client_server_negotiation"] = "request_server_negotiation"
+        opts.update(TLS_DEFAULTS)
+        for key in TLS_DEFAULTS:
+            if key in tls:
+                tls[key] = tls[key] if key == "encryption_algorithm" else int(tls[key])
+    opts.update(tls)
+    scheme = str(_extra(extra, "auth_scheme") or _extra(extra, "authentication_scheme") or "native").lower()
     if scheme not in ("native", "pam_password", "pam"):
-        raise ValueError(f"iRODS connection {conn.conn_id!r}: unknown auth_scheme {scheme!r}")
+        raise ValueError(f"iRODS connection {conn.conn_id!r}: unknown auth_scheme {scheme!r} "
+                         "(native or pam_password)")
     if scheme != "native":
+        if policy != "CS_NEG_REQUIRE":
+            raise ValueError(f"iRODS connection {conn.conn_id!r}: PAM sends the password to the server, so it "
+                             "needs TLS: set extra client_server_policy to CS_NEG_REQUIRE")
         opts["authentication_scheme"] = "pam_password"
-    for key in TLS_KEYS:
-        if key in extra:
-            opts[key] = extra[key]
+    if not conn.password:
+        raise ValueError(f"iRODS connection {conn.conn_id!r} has no password")
+    if extra.get("connection_timeout") is not None:
+        opts["connection_timeout"] = float(extra["connection_timeout"])
     return opts
 
 
@@ -74,8 +110,30 @@ class IrodsHook(BaseHook):
             return False
         return True
 
+    def check(self) -> None:
+        """Raise ValueError when the connection lacks what a session needs (host, login, zone, password…)."""
+        session_options(self.get_connection(self.irods_conn_id))
+
+    @contextmanager
+    def session(self) -> Iterator[Any]:
+        """``with hook.session() as s:`` a session, cleaned up (connections closed) afterwards."""
+        s = self.get_conn()
+        try:
+            yield s
+        finally:
+            s.cleanup()
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Log in and ask the server its version (the "Test" button of the Connections page)."""
+        try:
+            with self.session() as s:
+                version = ".".join(str(v) for v in s.server_version)
+                return True, f"connected to iRODS {version} in zone {s.zone} as {s.username}"
+        except Exception as exc:  # noqa: BLE001 - shown to the user, who needs the reason
+            return False, f"{type(exc).__name__}: {exc}"
+
     def get_conn(self) -> Any:
-        """An open ``iRODSSession``; close it with ``session.cleanup()`` (or use :meth:`session`)."""
+        """An ``iRODSSession`` (it connects on first use); close it with ``cleanup()``, or use :meth:`session`."""
         conn = self.get_connection(self.irods_conn_id)
         factory = os.environ.get(FACTORY_VAR)
         if factory:
