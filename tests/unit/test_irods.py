@@ -287,3 +287,18 @@ def test_avu_values_follow_the_irods_limits():
     assert ("ns.rembi.study.empty", "") not in by and ("ns.rembi.study.none", "") not in by
     assert by[("ns.rembi.study.authors.name", "#0")] == "A" and by[("ns.rembi.study.authors.name", "#1")] == "B"
     assert sorted(a.value for a in avus if a.attribute == "ns.rembi.study.keywords") == ["x", "y"]
+
+
+def test_no_write_permission_on_an_existing_object_fails_the_metadata_update(ready):
+    cfg, ledger, uids = ready
+    s = session()
+    reg = register_dataset(cfg, ledger, uids[0], IrodsStore(s))
+    s.objs[reg.data_object].acl = {"rods": "read_object"}  # an iRODS admin took our rights away
+    rec = ledger.get_record(uids[0], "dublin_core")
+    rec["title"] = "A title that must now be written as an AVU"
+    ledger.put_record(uids[0], "dublin_core", rec)
+    with pytest.raises(IrodsError, match="cannot write metadata on .*CAT_NO_ACCESS_PERMISSION"):
+        register_dataset(cfg, ledger, uids[0], IrodsStore(s))
+    assert [m.value for m in s.objs[reg.data_object].avus if m.name == "microfair.dc.title"] != [rec["title"]]
+    st = ledger.stage_states(uids[0])["irods"]
+    assert st.state == "failed" and "CAT_NO_ACCESS_PERMISSION" in st.error
