@@ -46,6 +46,7 @@ from microfair.monitor import (
 )
 from microfair.monitor.charts import throughput_svg
 from microfair.monitor.datasets import STAGE_STATES, qc_channels, qc_thumbnails
+from microfair.monitor.records import other_records, record_view
 from microfair_dashboard.security import (
     Reader,
     check_confirm_token,
@@ -194,7 +195,9 @@ def create_app() -> FastAPI:
         refs = {e.id: _ref(e) for e in failed}
         states = _airflow_states(cfg, request, user, failed)
         qc = detail.records.get("qc")
+        views = {k: record_view(k, detail.records[k]) for k in ("irods", "bia", "datacite") if k in detail.records}
         return render(request, "dataset.html", user, d=detail, ds=detail.dataset, msg=msg,
+                      views=views, others=other_records(detail.records),
                       thumbnails=qc_thumbnails(qc), channels=qc_channels(qc),
                       can_clear={e.id: may_clear(user, e.dag_id) for e in failed}, refs=refs,
                       airflow_states=states, availability=facility.availability())

@@ -21,6 +21,7 @@ from microfair.monitor import (
 from microfair.monitor.charts import throughput_svg
 from microfair.monitor.datasets import get_event, qc_channels, qc_thumbnails
 from microfair.monitor.overview import Windows, human_bytes
+from microfair.monitor.records import other_records, record_view
 from microfair.monitor.seed import seed_ledger, verdict_record
 
 NOW = datetime.now(timezone.utc)
@@ -39,6 +40,16 @@ def _fail(ledger: Ledger, uid: str, stage: str, map_index: int = 3) -> int:
         with ledger.stage(uid, stage, RunContext("microfair_ingest", "manual__1", stage, map_index)):
             raise OSError(f"{uid}: disk full")
     return ledger.events(uid, stage)[-1].id
+
+
+def _verdict(ledger: Ledger, uid: str, compliant: bool, size: int = 100) -> None:
+    """What the 3-2-1 policy checker writes: the verdict record, then a backup stage event."""
+    body = verdict_record(uid, f"{uid}.czi", "DEMO", size, compliant)
+    ledger.put_record(uid, "backup_verdict", body)
+    with ledger.stage(uid, "backup") as outcome:
+        outcome.details = {"compliant": compliant, "copies": body["copies"]}
+        if not compliant:
+            outcome.state, outcome.error = "flagged", "; ".join(body["reasons"])
 
 
 @pytest.fixture
@@ -152,19 +163,23 @@ def test_compliance_and_retention_schedule(facility) -> None:
     cfg.retention.days = 10
     for uid, days_ago, ok in (("C1", 20, True), ("C2", 5, True), ("C3", 5, False), ("C4", 1, True)):
         _dataset(ledger, uid, size=100, created=NOW - timedelta(days=days_ago))
-        ledger.put_record(uid, "backup_verdict", verdict_record(uid, uid, "DEMO", 100, ok))
+        _verdict(ledger, uid, ok)
     _dataset(ledger, "C5", size=100)  # collected, never evaluated
     _dataset(ledger, "C6", size=100, created=NOW - timedelta(days=30))
-    ledger.put_record("C6", "backup_verdict", verdict_record("C6", "C6", "DEMO", 100, True))
+    _verdict(ledger, "C6", True)
+    _dataset(ledger, "C7", size=100, created=NOW - timedelta(days=30))
+    _verdict(ledger, "C7", True)
+    _verdict(ledger, "C7", False)  # dropped out of 3-2-1: the latest verdict counts
     ledger.put_record("C6", "retention", {"deleted_at": NOW.isoformat()})  # already freed
     c = compliance(cfg, ledger, now=NOW)
-    assert (c.compliant, c.non_compliant, c.no_verdict) == (4, 1, 1)
-    assert [r.uid for r in c.non_compliant_rows] == ["C3"] and "3 required" in " ".join(c.non_compliant_rows[0].reasons)
+    assert (c.compliant, c.non_compliant, c.no_verdict) == (4, 2, 1)
+    assert [r.uid for r in c.non_compliant_rows] == ["C7", "C3"]
+    assert "3 required" in " ".join(c.non_compliant_rows[1].reasons) and c.non_compliant_rows[1].copies == 2
     assert c.overdue is not None and (c.overdue.datasets, c.overdue.bytes) == (1, 100)  # C1
     assert [(b.day, b.datasets) for b in c.schedule] == [
         ((NOW - timedelta(days=5)).date() + timedelta(days=10), 1), ((NOW - timedelta(days=1)).date() + timedelta(days=10), 1)]
-    assert (c.freed, c.freed_bytes) == (1, 100) and c.held == 2 and c.dry_run is True
-    assert c.by_project == [{"project": "DEMO", "datasets": 5, "compliant": 4}]
+    assert (c.freed, c.freed_bytes) == (1, 100) and c.held == 3 and c.dry_run is True
+    assert c.by_project == [{"project": "DEMO", "datasets": 6, "compliant": 4}]
 
 
 def test_change_token_moves_on_every_kind_of_write(facility) -> None:
@@ -196,3 +211,57 @@ def test_throughput_chart_and_bytes() -> None:
     svg = throughput_svg([(day - timedelta(days=1), 0, 0), (day, 3, 3 * 1024 ** 3)])
     assert svg.startswith("<svg") and svg.count("<rect") == 2 and "3 dataset(s), 3.00 GiB" in svg
     assert human_bytes(None) == "–" and human_bytes(512) == "512 B" and human_bytes(1536) == "1.5 KiB"
+
+
+def test_irods_and_bia_cells_and_record_views(facility) -> None:
+    cfg, ledger = facility
+    _dataset(ledger, "R1")
+    _dataset(ledger, "R2")
+    _dataset(ledger, "R3")
+    with ledger.stage("R1", "irods"):
+        pass
+    ledger.put_record("R1", "irods", {"uid": "R1", "mode": "put", "collection": "/zone/home/demo/DEMO/S1/E1",
+                                      "data_object": "/zone/home/demo/DEMO/S1/E1/R1.czi", "checksum": "sha2:q83v",
+                                      "objects": 4, "checksums_verified": 4, "transferred": 4, "group": "demo"})
+    with ledger.stage("R1", "deposit"):
+        pass
+    ledger.put_record("R1", "bia", {"accession": "S-BIAD1234", "version": 2, "status": "POST_PROCESSED",
+                                    "doi": "10.6019/S-BIAD1234", "uploads": {"R1.czi": {"sha256": "ab"}},
+                                    "study": {"title": "HeLa mitosis"}, "errors": []})
+    ledger.put_record("R1", "image_metadata", {"pixel_type": "uint16", "sizes": {"X": 512, "Y": 512}})
+    with ledger.stage("R2", "deposit") as outcome:  # submitted, not processed yet
+        outcome.details = {"step": "submit"}
+    ledger.put_record("R2", "bia", {"accession": "S-BIAD1235", "version": 1, "status": "SUBMITTED"})
+    _fail(ledger, "R3", "irods")
+
+    av = stage_availability(cfg, ledger)
+    rows = {r.uid: r.stages for r in dataset_page(ledger, DatasetQuery(), av).rows}
+    assert (rows["R1"]["irods"].state, rows["R1"]["irods"].label) == ("succeeded", "registered")
+    assert rows["R1"]["irods"].hint == "/zone/home/demo/DEMO/S1/E1"
+    assert (rows["R1"]["deposit"].label, rows["R1"]["deposit"].hint) == ("S-BIAD1234", "DOI 10.6019/S-BIAD1234")
+    assert rows["R2"]["deposit"].label == "S-BIAD1235 · submitted"
+    assert rows["R3"]["irods"].state == "failed" and "disk full" in rows["R3"]["irods"].error
+    assert rows["R3"]["deposit"].state == "pending"  # the stage exists at this facility (ledger events)
+
+    d = dataset_detail(ledger, "R1", av)
+    irods = {f.label: f for f in record_view("irods", d.records["irods"]).fields}
+    assert irods["Collection"].value == "/zone/home/demo/DEMO/S1/E1" and irods["Collection"].code
+    assert irods["Objects"].value.startswith("4 (4 checksums verified")
+    bia = {f.label: f for f in record_view("bia", d.records["bia"]).fields}
+    assert bia["Accession"].value == "S-BIAD1234" and bia["Accession"].href.endswith("/studies/S-BIAD1234")
+    assert bia["DOI"].href == "https://doi.org/10.6019/S-BIAD1234" and bia["Files uploaded"].value == "1"
+    assert bia["Study title"].value == "HeLa mitosis"
+    (other,) = other_records(d.records)  # every kind without a section of its own, read generically
+    assert other.kind == "image_metadata"
+    assert {f.label: f.value for f in other.fields} == {"pixel_type": "uint16", "sizes": '{"X": 512, "Y": 512}'}
+    rejected = record_view("bia", {"status": "INVALID", "errors": ["title missing"]})
+    assert rejected.problems == ["title missing"] and not any(f.label == "Accession" for f in rejected.fields)
+
+
+def test_irods_and_bia_not_configured_without_connection_or_data(facility) -> None:
+    cfg, ledger = facility
+    _dataset(ledger, "N1")
+    av = stage_availability(cfg, ledger, has_connection=lambda c: False)
+    cells = dataset_detail(ledger, "N1", av).stages
+    assert cells["irods"].state == NOT_CONFIGURED and cells["deposit"].state == NOT_CONFIGURED
+    assert "irods_default" in av["irods"].why

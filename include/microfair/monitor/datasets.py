@@ -13,6 +13,10 @@ from microfair.monitor.overview import utc
 from microfair.monitor.stages import NOT_CONFIGURED, PENDING, StageAvailability
 
 VERDICT = "backup_verdict"
+IRODS = "irods"
+BIA = "bia"
+#: The record a stage leaves when it is done (its cell shows a summary of it).
+STAGE_RECORD = {"irods": IRODS, "deposit": BIA}
 STAGE_STATES = ("succeeded", "flagged", "failed", "running", "skipped", PENDING)
 
 
@@ -44,7 +48,8 @@ class StageCell:
     state: str  # succeeded|flagged|failed|running|skipped|pending|not configured
     error: str | None = None
     event_id: int | None = None
-    label: str | None = None  # e.g. "3 copies · 2 media · 1 off-site" for backup
+    label: str | None = None  # e.g. "3 copies · 2 media · 1 off-site" for backup, "S-BIAD123" for deposit
+    hint: str | None = None  # tooltip when there is no error, e.g. the iRODS collection
 
 
 @dataclass
@@ -112,27 +117,38 @@ def dataset_page(ledger: Ledger, query: DatasetQuery, availability: dict[str, St
         ids = [r.id for r in page]
         statuses: dict[int, dict[str, StageStatus]] = {}
         verdicts: dict[int, dict[str, Any]] = {}
+        summaries: dict[int, dict[str, dict[str, Any]]] = {}
         if ids:
             for st in s.scalars(select(StageStatus).where(StageStatus.dataset_id.in_(ids))):
                 statuses.setdefault(st.dataset_id, {})[st.stage] = st
             for ds_id, body in s.execute(select(Record.dataset_id, Record.body)
                                          .where(Record.dataset_id.in_(ids), Record.kind == VERDICT)):
                 verdicts[ds_id] = body
+            # Only the fields the cells show, not the whole (possibly large) deposit or iRODS record.
+            keys = ("accession", "status", "doi", "collection")
+            for ds_id, kind, *values in s.execute(
+                    select(Record.dataset_id, Record.kind, *(Record.body[k].as_string() for k in keys))
+                    .where(Record.dataset_id.in_(ids), Record.kind.in_((IRODS, BIA)))):
+                summaries.setdefault(ds_id, {})[kind] = dict(zip(keys, values))
     rows = []
     for r in page:
-        cells = stage_cells(statuses.get(r.id, {}), verdicts.get(r.id), availability)
+        cells = stage_cells(statuses.get(r.id, {}), verdicts.get(r.id), availability, summaries.get(r.id))
         rows.append(DatasetRow(r.id, r.uid, r.name, r.microscope, r.project, r.state, r.size_bytes,
                                utc(r.created_at), cells))
     return DatasetPage(query, rows, total)
 
 
 def stage_cells(statuses: dict[str, Any], verdict: dict[str, Any] | None,
-                availability: dict[str, StageAvailability]) -> dict[str, StageCell]:
+                availability: dict[str, StageAvailability],
+                records: dict[str, dict[str, Any]] | None = None) -> dict[str, StageCell]:
+    """One cell per stage; ``records`` holds the dataset's ``irods`` and ``bia`` records (or their summary)."""
+    records = records or {}
     cells = {}
     for stage in STAGES:
         st = statuses.get(stage)
         avail = availability.get(stage)
-        if st is None and avail is not None and not avail.configured:
+        record = records.get(STAGE_RECORD.get(stage, ""))
+        if st is None and record is None and avail is not None and not avail.configured:
             cells[stage] = StageCell(NOT_CONFIGURED)
             continue
         cell = StageCell(st.state, st.error, st.event_id) if st is not None else StageCell(PENDING)
@@ -142,8 +158,27 @@ def stage_cells(statuses: dict[str, Any], verdict: dict[str, Any] | None,
             if verdict:
                 cell.state = state
                 cell.error = "; ".join(verdict.get("reasons") or []) or None
+        elif record is not None:
+            if st is None:
+                cell.state = "succeeded"
+            if stage == "irods" and cell.state in ("succeeded", "skipped"):
+                cell.label = "registered"
+                cell.hint = record.get("collection")
+            elif stage == "deposit":
+                cell.label = deposit_label(record)
+                cell.hint = record.get("doi") and f"DOI {record['doi']}"
         cells[stage] = cell
     return cells
+
+
+def deposit_label(bia: dict[str, Any]) -> str | None:
+    """``S-BIAD123`` once deposited, with the submission status while it is not processed yet."""
+    acc, status = bia.get("accession"), (bia.get("status") or "").upper()
+    if not acc:
+        return "invalid" if status == "INVALID" else ("uploaded" if status == "" else status.lower())
+    if status and status != "POST_PROCESSED":
+        return f"{acc} · {status.lower().replace('_', ' ')}"
+    return acc
 
 
 @dataclass
@@ -177,8 +212,8 @@ def dataset_detail(ledger: Ledger, uid: str, availability: dict[str, StageAvaila
         statuses = {st.stage: st for st in s.scalars(select(StageStatus).where(StageStatus.dataset_id == ds.id))}
         audit = list(s.scalars(select(AuditEntry).where(AuditEntry.dataset_id == ds.id)
                                .order_by(AuditEntry.id.desc()).limit(50)))
-    return DatasetDetail(ds, records, files, events, stage_cells(statuses, records.get(VERDICT), availability),
-                         audit)
+    return DatasetDetail(ds, records, files, events,
+                         stage_cells(statuses, records.get(VERDICT), availability, records), audit)
 
 
 def get_event(ledger: Ledger, event_id: int) -> tuple[StageEvent, str | None, bool] | None:

@@ -108,23 +108,38 @@ class Overview:
     totals: dict[str, int] = field(default_factory=dict)
 
 
-def _activity(ledger: Ledger, column: Any, w: Windows, *, microscope: str | None = None,
-              project: str | None = None) -> list[Activity]:
+def _activity(ledger: Ledger, w: Windows, *, microscope: str | None = None,
+              project: str | None = None) -> tuple[list[Activity], list[Activity]]:
+    """Acquisitions and bytes today / this week / this month, per microscope and per project.
+
+    One range scan on ``created_at`` grouped by (microscope, project), summed here both ways.
+    The group keys are expressions on purpose: grouping on the bare column lets SQLite walk the
+    whole table in ``microscope`` index order instead of reading only this month's rows.
+    """
     size = func.coalesce(Dataset.size_bytes, 0)
 
     def window(start: datetime) -> tuple[Any, Any]:
         inside = Dataset.created_at >= start
         return (func.sum(case((inside, 1), else_=0)), func.sum(case((inside, size), else_=0)))
 
-    cols = [*window(w.today), *window(w.week), *window(w.month)]
-    q = (select(func.coalesce(column, "(none)"), *cols)
-         .where(Dataset.created_at >= min(w.week, w.month)).group_by(column).order_by(column))
+    scope_key = func.coalesce(Dataset.microscope, "(none)")
+    project_key = func.coalesce(Dataset.project, "(none)")
+    q = (select(scope_key, project_key, *window(w.today), *window(w.week), *window(w.month))
+         .where(Dataset.created_at >= min(w.week, w.month)).group_by(scope_key, project_key))
     if microscope:
         q = q.where(Dataset.microscope == microscope)
     if project:
         q = q.where(Dataset.project == project)
+    scopes: dict[str, list[int]] = {}
+    projects: dict[str, list[int]] = {}
     with ledger.session() as s:
-        return [Activity(str(k), *(int(v or 0) for v in vals)) for k, *vals in s.execute(q)]
+        for m, p, *vals in s.execute(q):
+            for key, into in ((str(m), scopes), (str(p), projects)):
+                acc = into.setdefault(key, [0] * 6)
+                for i, v in enumerate(vals):
+                    acc[i] += int(v or 0)
+    return ([Activity(k, *v) for k, v in sorted(scopes.items())],
+            [Activity(k, *v) for k, v in sorted(projects.items())])
 
 
 def throughput(ledger: Ledger, days: int, *, now: datetime | None = None, microscope: str | None = None,
@@ -206,10 +221,22 @@ def failures(ledger: Ledger, *, limit: int = 50, microscope: str | None = None,
     return rows, total
 
 
-def storage(cfg: FacilityConfig, ledger: Ledger) -> list[TierUsage]:
-    """Bytes the ledger knows per storage tier, with the volume's used and total size."""
+def _sums(ledger: Ledger) -> tuple[int, int, int | None]:
+    """(datasets, bytes, bytes with a raw copy) in one pass over the datasets table."""
+    raw_size = case((Dataset.raw_path.is_not(None), Dataset.size_bytes), else_=None)
     with ledger.session() as s:
-        raw = s.scalar(select(func.sum(Dataset.size_bytes)).where(Dataset.raw_path.is_not(None)))
+        n, b, raw = s.execute(select(func.count(), func.coalesce(func.sum(Dataset.size_bytes), 0),
+                                     func.sum(raw_size)).select_from(Dataset)).one()
+    return int(n), int(b), (int(raw) if raw is not None else None)
+
+
+def storage(cfg: FacilityConfig, ledger: Ledger, *, raw_bytes: int | None = None) -> list[TierUsage]:
+    """Bytes the ledger knows per storage tier, with the volume's used and total size.
+
+    ``raw_bytes``: the raw tier's total when the caller already summed it (see :func:`overview`).
+    """
+    raw = raw_bytes if raw_bytes is not None else _sums(ledger)[2]
+    with ledger.session() as s:
         by_role = dict(s.execute(select(DatasetFile.role, func.sum(DatasetFile.size_bytes))
                                  .group_by(DatasetFile.role)).all())
     known = {"raw": raw, "converted": by_role.get("zarr") or by_role.get("converted"),
@@ -246,26 +273,26 @@ def backup_targets(cfg: FacilityConfig, ledger: Ledger) -> list[dict[str, Any]]:
 
 
 def totals(ledger: Ledger) -> dict[str, int]:
-    with ledger.session() as s:
-        n, b = s.execute(select(func.count(), func.coalesce(func.sum(Dataset.size_bytes), 0))
-                         .select_from(Dataset)).one()
-    return {"datasets": int(n), "bytes": int(b)}
+    n, b, _ = _sums(ledger)
+    return {"datasets": n, "bytes": b}
 
 
 def overview(cfg: FacilityConfig, ledger: Ledger, *, microscope: str | None = None, project: str | None = None,
              days: int = 30, now: datetime | None = None) -> Overview:
     w = Windows.at(now)
     fails, n_fail = failures(ledger, microscope=microscope, project=project)
+    n_datasets, n_bytes, raw_bytes = _sums(ledger)
+    by_microscope, by_project = _activity(ledger, w, microscope=microscope, project=project)
     return Overview(
         windows=w,
-        by_microscope=_activity(ledger, Dataset.microscope, w, microscope=microscope, project=project),
-        by_project=_activity(ledger, Dataset.project, w, microscope=microscope, project=project),
+        by_microscope=by_microscope,
+        by_project=by_project,
         throughput=throughput(ledger, days, now=now, microscope=microscope, project=project),
         backlog=backlog(cfg, ledger),
         failures=fails, failures_total=n_fail,
-        storage=storage(cfg, ledger),
+        storage=storage(cfg, ledger, raw_bytes=raw_bytes),
         backup_targets=backup_targets(cfg, ledger),
-        totals=totals(ledger),
+        totals={"datasets": n_datasets, "bytes": n_bytes},
     )
 
 

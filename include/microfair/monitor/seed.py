@@ -67,7 +67,11 @@ def seed_ledger(ledger: Ledger, microscopes: list[str], *, n_datasets: int = 200
         next_ev = (s.scalar(select(func.max(StageEvent.id))) or 0) + 1
     datasets, files, events, statuses, records = [], [], [], [], []
     n_failed = n_backlog = 0
-    per_ds_extra = max(0.0, events_target / max(1, n_datasets) - (len(PIPELINE) + (1 if with_backup else 0)))
+    # Events a dataset leaves on its own (backlog: none; failed: half the pipeline on average); the rest
+    # of the target are earlier failed attempts, spread over the datasets that went through a stage.
+    ok_fraction = max(0.0, 1 - backlog_fraction - failed_fraction)
+    base = ok_fraction * (len(PIPELINE) + (1 if with_backup else 0)) + failed_fraction * (len(PIPELINE) + 1) / 2
+    per_ds_extra = max(0.0, (events_target / max(1, n_datasets) - base) / max(1e-9, 1 - backlog_fraction))
     for i in range(n_datasets):
         ds_id = next_ds + i
         uid = f"{uid_prefix}{ds_id:07d}"
@@ -100,9 +104,11 @@ def seed_ledger(ledger: Ledger, microscopes: list[str], *, n_datasets: int = 200
                           "sha256": datasets[-1]["sha256"], "created_at": collected})
         t = created
         run_id = f"scheduled__{created:%Y-%m-%dT%H}:00:00+00:00"
+        # Earlier failed attempts (retries), spread over the stages this dataset went through.
+        extra = int(per_ds_extra) + (1 if rng.random() < per_ds_extra % 1 else 0) if n_stages else 0
+        retries = [extra // n_stages + (1 if k < extra % n_stages else 0) for k in range(n_stages)]
         for k, stage in enumerate(PIPELINE[:n_stages]):
-            extra = int(per_ds_extra) + (1 if rng.random() < per_ds_extra % 1 else 0)
-            for attempt in range(1, extra // max(1, n_stages) + 1):  # earlier failed attempts (retries)
+            for attempt in range(1, retries[k] + 1):
                 t += timedelta(seconds=rng.uniform(5, 60))
                 events.append(_event(next_ev, ds_id, stage, "failed", t, attempt, dag_id, run_id, i,
                                      error="OSError: [Errno 5] Input/output error (retried)"))
