@@ -14,6 +14,7 @@ import mimetypes
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ from microfair.monitor import (
     compliance,
     dataset_detail,
     dataset_page,
+    failures,
     filter_choices,
     get_event,
     human_bytes,
@@ -127,6 +129,7 @@ def create_app() -> FastAPI:
     templates.env.globals.update(STAGES=STAGES, STAGE_TITLES=STAGE_TITLES, NOT_CONFIGURED=NOT_CONFIGURED,
                                  STAGE_STATES=STAGE_STATES)
     app.state.facility = facility
+    api_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="microfair-airflow-api")
 
     def render(request: Request, name: str, user: Any, status_code: int = 200, **ctx: Any) -> HTMLResponse:
         cfg = facility.cfg
@@ -160,9 +163,14 @@ def create_app() -> FastAPI:
     def overview_page(request: Request, user: Reader, microscope: str | None = None,
                       project: str | None = None) -> HTMLResponse:
         cfg, ledger = load()
-        ov = overview(cfg, ledger, microscope=microscope or None, project=project or None,
-                      days=cfg.dashboard.throughput_days)
-        states = _airflow_states(cfg, request, user, [f for f in ov.failures if f.rerunnable])
+        microscope, project = microscope or None, project or None
+        # The failed items first, so that Airflow's REST API is asked for their state while the
+        # ledger's aggregates are computed (the two waits overlap instead of adding up).
+        failed = failures(ledger, microscope=microscope, project=project)
+        states_later = api_pool.submit(_airflow_states, cfg, request, user, [f for f in failed[0] if f.rerunnable])
+        ov = overview(cfg, ledger, microscope=microscope, project=project, days=cfg.dashboard.throughput_days,
+                      failed=failed)
+        states = states_later.result()
         return render(request, "overview.html", user, ov=ov, chart=throughput_svg(ov.throughput),
                       choices=filter_choices(ledger), microscope=microscope or "", project=project or "",
                       airflow_states=states, can_clear={f.event_id: may_clear(user, f.dag_id) for f in ov.failures},

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import aliased
 
 from microfair.config import FacilityConfig
@@ -72,23 +72,19 @@ def compliance(cfg: FacilityConfig, ledger: Ledger, *, limit: int = 100, horizon
     # event: its latest status is "succeeded" when 3-2-1 holds and "flagged" when not. The aggregates read
     # that narrow, denormalised status rather than parse every verdict's JSON (10,000 verdicts: 3x faster).
     backup = and_(StageStatus.dataset_id == Dataset.id, StageStatus.stage == "backup")
-    compliant_col = StageStatus.state == "succeeded"
-    collected = Dataset.collected_at.is_not(None)
     day = func.date(Dataset.collected_at)
     freed_col = retention.id.is_not(None)
+    excluded = Dataset.state.in_(("quarantined", "failed"))  # never evaluated, so never "missing a verdict"
     with ledger.session() as s:
-        # One pass over the 3-2-1 statuses, grouped by everything the page shows (a few hundred groups).
+        # One pass over the collected datasets and their 3-2-1 status, grouped by everything the page
+        # shows (a few hundred groups): compliant or not, no verdict yet, retention day, already freed.
         groups = s.execute(
-            select(Dataset.project, compliant_col, day, freed_col, func.count(),
+            select(Dataset.project, StageStatus.state, day, freed_col, excluded, func.count(),
                    func.coalesce(func.sum(Dataset.size_bytes), 0))
-            .select_from(StageStatus).join(Dataset, backup)
+            .select_from(Dataset).outerjoin(StageStatus, backup)
             .outerjoin(retention, and_(retention.dataset_id == Dataset.id, retention.kind == RETENTION))
-            .where(StageStatus.state != "running")
-            .group_by(Dataset.project, compliant_col, day, freed_col)).all()
-        no_verdict = int(s.scalar(
-            select(func.count()).select_from(Dataset)
-            .where(collected, Dataset.state.not_in(("quarantined", "failed")),
-                   ~exists().where(backup, StageStatus.state != "running"))) or 0)
+            .where(Dataset.collected_at.is_not(None))
+            .group_by(Dataset.project, StageStatus.state, day, freed_col, excluded)).all()
         bad_rows = [NonCompliant(uid, name, project, int((body or {}).get("copies") or 0),
                                  list((body or {}).get("reasons") or []) or ([error] if error else []),
                                  (body or {}).get("evaluated_at") or (utc(at).isoformat() if at else None))
@@ -108,8 +104,13 @@ def compliance(cfg: FacilityConfig, ledger: Ledger, *, limit: int = 100, horizon
     buckets: dict[date, list[int]] = {}
     overdue = [0, 0]
     freed_n = freed_b = 0
-    for project, ok, d, freed, n, nbytes in groups:
-        ok, n, nbytes = bool(ok), int(n), int(nbytes or 0)
+    no_verdict = 0
+    for project, state, d, freed, skip, n, nbytes in groups:
+        n, nbytes = int(n), int(nbytes or 0)
+        if state is None or state == "running":  # no verdict yet (or the first one being written)
+            no_verdict += 0 if skip else n
+            continue
+        ok = state == "succeeded"
         counts[ok][0] += n
         counts[ok][1] += nbytes
         p = projects.setdefault(project or "(none)", [0, 0])
@@ -134,7 +135,7 @@ def compliance(cfg: FacilityConfig, ledger: Ledger, *, limit: int = 100, horizon
     n_bad, b_bad = counts.get(False, (0, 0))
     b = cfg.backup
     return Compliance(
-        configured=bool(b.targets) or bool(groups),
+        configured=bool(b.targets) or n_ok + n_bad > 0,
         rule={"copies": b.required_copies, "media": b.required_media, "offsite": b.required_offsite},
         compliant=n_ok, compliant_bytes=b_ok, non_compliant=n_bad, non_compliant_bytes=b_bad,
         no_verdict=no_verdict, non_compliant_rows=bad_rows,

@@ -278,9 +278,11 @@ def totals(ledger: Ledger) -> dict[str, int]:
 
 
 def overview(cfg: FacilityConfig, ledger: Ledger, *, microscope: str | None = None, project: str | None = None,
-             days: int = 30, now: datetime | None = None) -> Overview:
+             days: int = 30, now: datetime | None = None,
+             failed: tuple[list[Failure], int] | None = None) -> Overview:
+    """Everything the overview page shows; ``failed``: the result of :func:`failures` when already read."""
     w = Windows.at(now)
-    fails, n_fail = failures(ledger, microscope=microscope, project=project)
+    fails, n_fail = failed if failed is not None else failures(ledger, microscope=microscope, project=project)
     n_datasets, n_bytes, raw_bytes = _sums(ledger)
     by_microscope, by_project = _activity(ledger, w, microscope=microscope, project=project)
     return Overview(
