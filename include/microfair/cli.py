@@ -141,7 +141,7 @@ def _existing(p: str) -> Path:
 
 
 #: Stage packages that add their own sub-commands with ``register(subparsers)``.
-EXTENSIONS = ("microfair.backup.cli", "microfair.deposit.cli")
+EXTENSIONS = ("microfair.backup.cli", "microfair.deposit.cli", "microfair.irods.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
