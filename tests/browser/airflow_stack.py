@@ -32,6 +32,8 @@ from microfair.monitor.seed import seed_ledger
 DAG_ID = "microfair_test_rerun"
 FAILED_MAP_INDEX = 1
 PASSWORDS = {"admin": "admin-" + secrets.token_hex(4), "viewer": "viewer-" + secrets.token_hex(4)}
+#: The iRODS connection's password: it makes the iRODS stage "configured", and must appear on no page.
+IRODS_PASSWORD = "irods-" + secrets.token_urlsafe(12)
 
 TEST_DAG = '''
 """Test DAG for the dashboard: mapped task 'collect' fails at map index 1 and records it in the ledger."""
@@ -158,6 +160,11 @@ def start_stack(root: Path, *, n_datasets: int = 120, events_per_dataset: int = 
         "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
         "AIRFLOW__API__EXPOSE_CONFIG": "False",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        # A connection with a secret (never shown); there is no BioStudies connection, so "deposit" stays
+        # "not configured" until the ledger has deposit events.
+        "AIRFLOW_CONN_IRODS_DEFAULT": json.dumps({"conn_type": "generic", "host": "127.0.0.1", "port": 1247,
+                                                  "login": "rods", "password": IRODS_PASSWORD,
+                                                  "extra": {"zone": "tempZone"}}),
         "PYTHONPATH": os.pathsep.join([str(REPO / "include"), str(REPO / "plugins"), os.environ.get("PYTHONPATH", "")]),
     })
     # The seeded history first, so the test DAG's datasets are the newest.

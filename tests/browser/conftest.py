@@ -51,3 +51,23 @@ def browser():
 def artifacts() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(scope="module")
+def shoot(artifacts: Path):
+    """``shoot(page, name)``: a full-page screenshot in tests/artifacts/, as a 128-colour PNG.
+
+    The pages are flat colours and text, so a palette keeps them legible at a fraction of the size
+    (small enough for the README to show them).
+    """
+    from PIL import Image
+
+    def save(page, name: str) -> Path:
+        path = artifacts / name
+        page.screenshot(path=str(path), full_page=True)
+        with Image.open(path) as img:
+            small = img.convert("RGB").quantize(colors=128, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        small.save(path, optimize=True)
+        return path
+
+    return save

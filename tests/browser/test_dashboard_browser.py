@@ -10,11 +10,12 @@ Screenshots of each view go to tests/artifacts/.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 import pytest
 import requests
 
-from airflow_stack import DAG_ID, FAILED_MAP_INDEX, PASSWORDS
+from airflow_stack import DAG_ID, FAILED_MAP_INDEX, IRODS_PASSWORD, PASSWORDS
 from microfair.ledger import RunContext
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -42,17 +43,42 @@ def failed_event_id(stack) -> int:
     return ev.id
 
 
+def _dependencies(dependant) -> Iterator[object]:
+    for dep in dependant.dependencies:
+        yield dep.call
+        yield from _dependencies(dep)
+
+
+def test_every_route_depends_on_airflow_authentication() -> None:
+    """Each route of the app, present and future, requires an authenticated reader (GetUserDep)."""
+    from fastapi.routing import APIRoute
+
+    from airflow.api_fastapi.core_api.security import get_user
+    from microfair_dashboard.app import create_app
+    from microfair_dashboard.security import require_reader
+
+    routes = [r for r in create_app().routes if isinstance(r, APIRoute)]
+    assert {r.path for r in routes} >= {"/", "/datasets", "/datasets/{uid}", "/datasets/{uid}/thumbnails/{n}",
+                                        "/compliance", "/rerun/{event_id}", "/events", "/static/{path:path}"}
+    for r in routes:
+        calls = set(_dependencies(r.dependant))
+        assert require_reader in calls and get_user in calls, f"{r.methods} {r.path} is not authenticated"
+
+
 def test_unauthenticated_requests_are_refused(stack) -> None:
-    for path in ("/", "/datasets", "/compliance", "/events", "/static/dashboard.css", "/datasets/RERUN001"):
+    ev = failed_event_id(stack)
+    for path in ("/", "/datasets", "/compliance", "/events", "/static/dashboard.css", "/datasets/RERUN001",
+                 "/datasets/RERUN001/thumbnails/0", f"/rerun/{ev}", "/static/vendor/htmx.min.js"):
         r = requests.get(stack.dashboard + path, timeout=30)
         assert r.status_code == 401, (path, r.status_code)
+        assert "truncated CZI" not in r.text and "RERUN" not in r.text
     r = requests.post(stack.dashboard + f"/rerun/{failed_event_id(stack)}", data={"confirm": "x"}, timeout=30)
     assert r.status_code == 401
     r = requests.get(stack.dashboard + "/", headers={"Authorization": "Bearer not-a-jwt"}, timeout=30)
     assert r.status_code in (401, 403)
 
 
-def test_viewer_sees_no_button_and_a_forged_post_is_refused(browser, stack, artifacts) -> None:
+def test_viewer_sees_no_button_and_a_forged_post_is_refused(browser, stack, shoot) -> None:
     ev = failed_event_id(stack)
     before = stack.task_instances()
     ctx, page = login(browser, stack, "viewer")
@@ -61,11 +87,14 @@ def test_viewer_sees_no_button_and_a_forged_post_is_refused(browser, stack, arti
         page.wait_for_selector("[data-testid=errors]")
         assert "truncated CZI" in page.inner_text("[data-testid=errors]")
         assert page.locator("[data-testid^=rerun-]").count() == 0
+        # iRODS has a connection (configured, nothing registered yet); BioStudies has none.
+        assert "Not registered yet" in page.inner_text("[data-testid=irods]")
+        assert "not configured" in page.inner_text("[data-testid=bia]")
         page.goto(stack.dashboard + "/")
         page.wait_for_selector("[data-testid=failures]")
         assert page.locator(f"tr[data-event='{ev}']").count() == 1
         assert page.locator("[data-testid^=rerun-]").count() == 0
-        page.screenshot(path=str(artifacts / "dashboard-viewer-overview.png"), full_page=True)
+        shoot(page, "dashboard-viewer-overview.png")
         # The confirmation page and a forged POST (with the viewer's own session cookie) are refused.
         assert page.request.get(stack.dashboard + f"/rerun/{ev}").status == 403
         forged = page.request.post(stack.dashboard + f"/rerun/{ev}", form={"confirm": "forged"})
@@ -81,7 +110,7 @@ def test_viewer_sees_no_button_and_a_forged_post_is_refused(browser, stack, arti
     assert stack.ledger().audit_entries("rerun") == []
 
 
-def test_admin_reruns_exactly_the_failed_map_index(browser, stack, artifacts) -> None:
+def test_admin_reruns_exactly_the_failed_map_index(browser, stack, shoot) -> None:
     ev = failed_event_id(stack)
     before = stack.task_instances()
     assert {i: t["state"] for i, t in before.items()} == {0: "success", 1: "failed", 2: "success"}
@@ -93,7 +122,7 @@ def test_admin_reruns_exactly_the_failed_map_index(browser, stack, artifacts) ->
         frame = page.frame_locator("iframe")
         frame.locator("[data-testid=failures]").wait_for()
         assert frame.locator("[data-testid=failures-total]").inner_text().strip() != "0"
-        page.screenshot(path=str(artifacts / "dashboard-in-airflow.png"), full_page=True)
+        shoot(page, "dashboard-in-airflow.png")
 
         # The failed item, and its button (the admin may clear task instances).
         row = frame.locator(f"tr[data-event='{ev}']")
@@ -101,11 +130,11 @@ def test_admin_reruns_exactly_the_failed_map_index(browser, stack, artifacts) ->
         row.locator(f"[data-testid=rerun-{ev}]").click()
         frame.locator("[data-testid=confirm-rerun]").wait_for()
         assert frame.locator("[data-testid=map-index]").inner_text() == str(FAILED_MAP_INDEX)
-        page.screenshot(path=str(artifacts / "dashboard-rerun-confirm.png"), full_page=True)
+        shoot(page, "dashboard-rerun-confirm.png")
         assert stack.task_instances()[FAILED_MAP_INDEX]["state"] == "failed"  # nothing happens before confirming
         frame.locator("[data-testid=confirm-rerun]").click()
         frame.get_by_text("Re-run requested").wait_for()
-        page.screenshot(path=str(artifacts / "dashboard-dataset.png"), full_page=True)
+        shoot(page, "dashboard-rerun-done.png")
     finally:
         ctx.close()
 
@@ -121,7 +150,7 @@ def test_admin_reruns_exactly_the_failed_map_index(browser, stack, artifacts) ->
     assert audit.details["cleared"] == [{"task_id": "collect", "map_index": FAILED_MAP_INDEX, "run_id": stack.run_id}]
 
 
-def test_views_and_live_update(browser, stack, artifacts) -> None:
+def test_views_and_live_update(browser, stack, shoot) -> None:
     ctx, page = login(browser, stack, "admin")
     try:
         page.goto(stack.dashboard + "/datasets?stage=qc&stage_state=failed")
@@ -130,15 +159,15 @@ def test_views_and_live_update(browser, stack, artifacts) -> None:
         page.goto(stack.dashboard + "/datasets")
         assert page.locator("table.datasets tbody tr").count() == 50  # server-side pages of 50
         assert page.get_by_text("not configured").count() > 0  # no iRODS / BIA connection in this facility
-        page.screenshot(path=str(artifacts / "dashboard-datasets.png"), full_page=True)
+        shoot(page, "dashboard-datasets.png")
         page.goto(stack.dashboard + "/compliance")
         page.wait_for_selector("[data-testid=schedule]")
         assert int(page.inner_text("[data-testid=compliant]")) > 0
-        page.screenshot(path=str(artifacts / "dashboard-compliance.png"), full_page=True)
+        shoot(page, "dashboard-compliance.png")
 
         page.goto(stack.dashboard + "/")
         before = int(page.inner_text("[data-testid=failures-total]"))
-        page.screenshot(path=str(artifacts / "dashboard-overview.png"), full_page=True)
+        shoot(page, "dashboard-overview.png")
         ledger = stack.ledger()
         ledger.upsert_dataset("LIVE001", microscope="zeiss-lsm980", source_path="/l/LIVE001.czi",
                               name="LIVE001.czi", project="DEMO", state="collected")
@@ -152,3 +181,67 @@ def test_views_and_live_update(browser, stack, artifacts) -> None:
         assert page.get_by_text("LIVE001").count() >= 1
     finally:
         ctx.close()
+
+
+def _published_dataset(stack) -> str:
+    """A seeded, fully processed dataset, registered in iRODS and deposited in the BioImage Archive."""
+    from sqlalchemy import select
+
+    from microfair.ledger import Dataset
+
+    ledger = stack.ledger()
+    with ledger.session() as s:
+        uid = s.scalar(select(Dataset.uid).where(Dataset.state == "qc_done").order_by(Dataset.id.desc()).limit(1))
+    if ledger.get_record(uid, "bia") is None:
+        collection = f"/tempZone/home/demo/DEMO/{uid}"
+        with ledger.stage(uid, "irods", RunContext("microfair_irods", "manual__pub", "register", 0)) as out:
+            out.details = {"collection": collection}
+        ledger.put_record(uid, "irods", {"uid": uid, "mode": "put", "collection": collection,
+                                         "data_object": f"{collection}/{uid}.czi", "checksum": "sha2:q83vEjRW",
+                                         "objects": 3, "checksums_verified": 3, "transferred": 3, "unchanged": 0,
+                                         "avus_added": 24, "avus_removed": 0, "owner": "rods", "group": "demo",
+                                         "registered_at": "2026-11-25T09:00:00+00:00"})
+        for step in ("upload", "submit", "record"):
+            with ledger.stage(uid, "deposit", RunContext("microfair_deposit", "manual__pub", step, None)) as out:
+                out.details = {"step": step}
+        ledger.put_record(uid, "bia", {"accession": "S-BIAD900", "version": 1, "status": "POST_PROCESSED",
+                                       "doi": "10.6019/S-BIAD900", "release_date": "2026-12-01",
+                                       "root_path": "microfair/DEMO", "uploads": {f"{uid}.czi": {"sha256": "ab"}},
+                                       "study": {"title": "HeLa cells through mitosis"}, "errors": []})
+        ledger.put_record(uid, "datacite", {"accession": "S-BIAD900", "doi": "10.80000/demo-900", "state": "draft"})
+    return uid
+
+
+def test_dataset_detail_shows_irods_and_bia_records(browser, stack, shoot) -> None:
+    uid = _published_dataset(stack)
+    ctx, page = login(browser, stack, "admin")
+    try:
+        page.goto(stack.dashboard + f"/datasets?q={uid}")
+        row = page.locator("table.datasets tbody tr").first
+        assert "registered" in row.inner_text() and "S-BIAD900" in row.inner_text()
+        page.goto(stack.dashboard + f"/datasets/{uid}")
+        irods = page.inner_text("[data-testid=irods]")
+        assert f"/tempZone/home/demo/DEMO/{uid}" in irods and "3 checksums verified" in irods
+        bia = page.inner_text("[data-testid=bia]")
+        assert "S-BIAD900" in bia and "10.6019/S-BIAD900" in bia and "POST_PROCESSED" in bia
+        assert page.get_attribute("[data-testid=bia] a[href*='doi.org']", "href") == "https://doi.org/10.6019/S-BIAD900"
+        assert "10.80000/demo-900" in bia  # the DataCite record
+        assert "Dublin Core" in page.inner_text("main") and page.locator("[data-testid=timeline] li").count() >= 8
+        shoot(page, "dashboard-dataset.png")
+    finally:
+        ctx.close()
+
+
+def test_no_secret_appears_in_any_page(stack) -> None:
+    uid = _published_dataset(stack)
+    ev = failed_event_id(stack)
+    secrets = [IRODS_PASSWORD, *PASSWORDS.values(), stack.env["AIRFLOW__API__SECRET_KEY"],
+               stack.env["AIRFLOW__API_AUTH__JWT_SECRET"]]
+    headers = {"Authorization": f"Bearer {stack.token('admin')}"}
+    pages = ["/", "/datasets", f"/datasets?q={uid}", f"/datasets/{uid}", "/datasets/RERUN001", "/compliance",
+             f"/rerun/{ev}"]
+    for path in pages:
+        r = requests.get(stack.dashboard + path, headers=headers, timeout=60)
+        assert r.status_code in (200, 409), (path, r.status_code)
+        for secret in secrets:
+            assert secret not in r.text, f"a secret appears in {path}"
