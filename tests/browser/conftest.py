@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "plugins"))  # microfair_dashboard, as Airflow loads it
 
 from airflow_stack import AirflowStack, start_stack  # noqa: E402
 

@@ -159,6 +159,8 @@ def test_views_and_live_update(browser, stack, shoot) -> None:
         page.goto(stack.dashboard + "/datasets")
         assert page.locator("table.datasets tbody tr").count() == 50  # server-side pages of 50
         assert page.get_by_text("not configured").count() > 0  # no iRODS / BIA connection in this facility
+        page.goto(stack.dashboard + "/datasets?page_size=20")  # a shorter page for the README
+        assert page.locator("table.datasets tbody tr").count() == 20
         shoot(page, "dashboard-datasets.png")
         page.goto(stack.dashboard + "/compliance")
         page.wait_for_selector("[data-testid=schedule]")
