@@ -44,11 +44,19 @@ def microfair_ingest():
         from microfair.collect import scan
         from microfair_airflow.common import facility
 
+        from airflow.configuration import conf
+
         cfg, ledger = facility()
         result = scan(cfg, ledger)
         for w in result.waiting:
             print(f"waiting: {w.source} ({w.why})")
-        return [a.to_dict() for a in result.ready]
+        # A run maps over at most [core] max_map_length acquisitions; the rest wait for the next run
+        # (more than that many small files at once: see microfair_ingest_batched).
+        limit = conf.getint("core", "max_map_length", fallback=1024)
+        if len(result.ready) > limit:
+            print(f"{len(result.ready)} acquisitions are ready; this run takes {limit} ([core] max_map_length), "
+                  f"the other {len(result.ready) - limit} wait for the next run")
+        return [a.to_dict() for a in result.ready[:limit]]
 
     @task_group
     def ingest_acquisition(acquisition: dict):

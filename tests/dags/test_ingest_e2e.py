@@ -113,3 +113,18 @@ def test_a_second_run_is_idempotent(facility, run, airflow_home):
     after = {d.uid: (d.state, d.sha256) for d in ledger.datasets()}
     assert after == before
     assert states(again, "report") == {-1: "success"}
+
+
+def test_a_run_maps_over_at_most_max_map_length_acquisitions(tmp_path, airflow_home):
+    config = init_local_config(tmp_path / "small", ("scope-a",))
+    zone = load_config(config).zone("scope-a").path
+    old = time.time() - 3600
+    for i, cond in enumerate(("Control", "Treated", "Washout")):
+        p = write_ome_tiff(zone / "DEMO/Cells/e2" / f"{DAY}_DEMO_Cells_ALebon_{cond}_RAW_v01.ome.tiff",
+                           textured_stack((1, 1, 32, 32), seed=i), channels=["DAPI"])
+        os.utime(p, (old, old))
+    result = run_dag("microfair_ingest", airflow_home, config, extra_env={"AIRFLOW__CORE__MAX_MAP_LENGTH": "2"})
+    assert result["state"] == "success"
+    assert sorted(states(result, "ingest_acquisition.collect")) == [0, 1]
+    assert "3 acquisitions are ready; this run takes 2" in result["log"]
+    assert len(Ledger.from_config(load_config(config)).datasets()) == 2
