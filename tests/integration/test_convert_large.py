@@ -52,6 +52,9 @@ CHILD = textwrap.dedent("""
 def test_an_8_gib_acquisition_converts_in_under_2_gib(tmp_path):
     shape = shape_for_bytes(8 * GIB)  # (1, 2, 32, 8192, 8192) uint16
     out = tmp_path / "large.ome.zarr"
+    free = shutil.disk_usage(tmp_path).free
+    if free < 12 * GIB:  # textured noise barely compresses: the pyramid takes ~10 GB
+        pytest.skip(f"needs 12 GiB free in {tmp_path.parent} for the 8 GiB conversion; {free / GIB:.1f} GiB free")
     proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(shape), str(out), str(MEMORY_LIMIT_MB)],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
