@@ -119,7 +119,9 @@ def run_deposit(root: Path, env: dict[str, str], logs: Path) -> int:
     from tests.standins.biostudies import BiostudiesStandin
     from tests.standins.datacite import DataciteStandin
 
+    # Throw-away credentials for the stand-ins, made for this run only.
     login, password, dc_password = "demo@example.org", secrets.token_urlsafe(16), secrets.token_urlsafe(16)
+    ftp_user, ftp_password = "demo-ftp", secrets.token_urlsafe(16)
     # The example study file, its component pointed at the demo's study (DEMO/Mitochondria).
     study = yaml.safe_load((REPO / "include/microfair/deposit/example_study.yaml").read_text())
     study["components"] = [{"name": "Control and H2O2-treated HeLa cells",
@@ -128,14 +130,15 @@ def run_deposit(root: Path, env: dict[str, str], logs: Path) -> int:
                             "select": {"study": "Mitochondria"}}]
     study_file = root / "facility" / "demo_study.yaml"
     study_file.write_text(yaml.safe_dump(study, sort_keys=False))
-    with BiostudiesStandin(root / "biostudies-standin", {login: password}) as bs, \
+    with BiostudiesStandin(root / "biostudies-standin", {login: password},
+                           ftp_user=ftp_user, ftp_password=ftp_password) as bs, \
             DataciteStandin("DEMO.FACILITY", dc_password) as dc:
         env = dict(env)
         env.update({
             "AIRFLOW_CONN_BIOSTUDIES_DEFAULT": json.dumps({
                 "conn_type": "http", "host": bs.url, "login": login, "password": password,
-                "extra": {"ftp_host": "127.0.0.1", "ftp_port": bs.ftp_port, "ftp_user": "bsftp",
-                          "ftp_password": "bsftp1"}}),
+                "extra": {"ftp_host": "127.0.0.1", "ftp_port": bs.ftp_port, "ftp_user": ftp_user,
+                          "ftp_password": ftp_password}}),
             "AIRFLOW_CONN_DATACITE_DEFAULT": json.dumps({
                 "conn_type": "http", "host": dc.url, "login": "DEMO.FACILITY", "password": dc_password}),
             "MICROFAIR_BIOSTUDIES_POLL_SECONDS": "1",

@@ -84,7 +84,7 @@ def downsample_level(x: da.Array) -> da.Array:
         x = x.rechunk({x.ndim - 2: _evened(cy), x.ndim - 1: _evened(cx)})
         cy, cx = x.chunks[-2], x.chunks[-1]
     out_chunks = (*x.chunks[:-2], tuple((c + 1) // 2 for c in cy), tuple((c + 1) // 2 for c in cx))
-    return x.map_blocks(downsample2, chunks=out_chunks, dtype=x.dtype, token="microfair-downsample2")
+    return x.map_blocks(downsample2, chunks=out_chunks, dtype=x.dtype)
 
 
 def build_pyramid(level0: da.Array, shapes: list[tuple[int, ...]], store_chunks: tuple[int, ...]) -> list[da.Array]:

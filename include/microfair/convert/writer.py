@@ -147,7 +147,7 @@ def store_level(level: da.Array, target: Any, offset: tuple[int, ...] = ()) -> d
         raise ValueError(f"dask chunks {level.chunksize} do not match Zarr chunks {target.chunks}")
     # the target goes in through a partial: as a keyword, dask would take the Zarr array for an array
     per_block = level.map_blocks(functools.partial(_store_block, target=target, offset=tuple(offset)),
-                                 chunks=(1,) * level.ndim, dtype=np.int64, token="microfair-store")
+                                 chunks=(1,) * level.ndim, dtype=np.int64)
     return per_block.sum()
 
 

@@ -56,12 +56,11 @@ def qc_graph(level0: da.Array, thumb: da.Array) -> QcGraph:
     space = key_space(level0.dtype)
     k = space.vector_length
     per_block = level0.map_blocks(_channel_block, space=space, new_axis=5, chunks=(1, 1, 1, 1, 1, k),
-                                  dtype=np.float64, token="microfair-qc-channel")
+                                  dtype=np.float64)
     channel_vectors = per_block.sum(axis=(0, 2, 3, 4), split_every=SPLIT_EVERY)
     nby, nbx = len(level0.chunks[3]), len(level0.chunks[4])
     plane_chunks = (level0.chunks[0], level0.chunks[1], level0.chunks[2], (1,) * nby, (1,) * nbx, (PLANE_FIELDS,))
-    plane = level0.map_blocks(_plane_block, new_axis=5, chunks=plane_chunks, dtype=np.float64,
-                              token="microfair-qc-plane")
+    plane = level0.map_blocks(_plane_block, new_axis=5, chunks=plane_chunks, dtype=np.float64)
     plane_sums = plane.sum(axis=(3, 4), split_every=SPLIT_EVERY)
     if space.is_float:
         minimum = da.nanmin(level0, axis=(0, 2, 3, 4), split_every=SPLIT_EVERY)
