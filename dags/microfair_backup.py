@@ -11,22 +11,16 @@ verdicts are computed in any case, and a failed target's copies do not count.
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import AssetOrTimeSchedule, Param, dag, task
 
+from microfair_airflow.common import task_defaults
+
 from microfair_airflow.assets import BACKED_UP, INGESTED
 from microfair_airflow.operators.backup import BackupTargetOperator, facility_setting
 
-default_args = {
-    "owner": "microfair",
-    # MICROFAIR_TASK_RETRIES=0 for `airflow dags test` runs (demo, tests), which wait out retry delays.
-    "retries": int(os.environ.get("MICROFAIR_TASK_RETRIES", "2")),
-    "retry_delay": timedelta(minutes=5),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": timedelta(hours=1),
-}
+default_args = task_defaults(retries=2, retry_delay=timedelta(minutes=5), max_retry_delay=timedelta(hours=1))
 
 
 def _schedule():

@@ -17,16 +17,10 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, task
 
-from microfair_airflow.common import config_value
+from microfair_airflow.common import config_value, task_defaults
 from microfair_airflow.sensors.biostudies import BiostudiesSubmissionSensor
 
-default_args = {
-    "owner": "microfair",
-    "retries": int(os.environ.get("MICROFAIR_TASK_RETRIES", "2")),
-    "retry_delay": timedelta(minutes=5),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": timedelta(hours=1),
-}
+default_args = task_defaults(retries=2, retry_delay=timedelta(minutes=5), max_retry_delay=timedelta(hours=1))
 
 
 def _plan(params: dict, context: dict, step: str):

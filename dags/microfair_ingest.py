@@ -8,23 +8,15 @@ only its own tasks; the reason is in the task log and in the ledger.
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import dag, task, task_group
 
 from microfair_airflow.assets import INGESTED
-from microfair_airflow.common import ingest_schedule
+from microfair_airflow.common import ingest_schedule, task_defaults
 from microfair_airflow.operators.ingest import DatasetStageOperator
 
-default_args = {
-    "owner": "microfair",
-    # MICROFAIR_TASK_RETRIES=0 for `airflow dags test` runs (demo, tests), which wait out retry delays.
-    "retries": int(os.environ.get("MICROFAIR_TASK_RETRIES", "3")),
-    "retry_delay": timedelta(seconds=30),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": timedelta(minutes=30),
-}
+default_args = task_defaults(retries=3, retry_delay=timedelta(seconds=30), max_retry_delay=timedelta(minutes=30))
 
 
 @dag(
@@ -95,15 +87,10 @@ def microfair_ingest():
     @task(trigger_rule="all_done", outlets=[INGESTED], retries=0)
     def report(uids: list[str | None] | None) -> dict:
         """Log the ledger summary a facility manager reads after each run."""
-        from microfair_airflow.common import facility
+        from microfair_airflow.common import report_ingest
 
-        _, ledger = facility()
         done = [u for u in (uids or []) if u]
-        summary = ledger.summary()
-        print(f"this run ingested {len(done)} acquisition(s); ledger: {summary['by_state']}")
-        for p in summary["problems"]:
-            print(f"  {p['state']}: {p['name']} ({p['uid']}): {p['reason']}")
-        return {"ingested": done, "ledger": summary["by_state"]}
+        return report_ingest(done)
 
     report(ingest_acquisition.expand(acquisition=discover()))
 

@@ -16,15 +16,11 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import dag, task, task_group
 
+from microfair_airflow.common import task_defaults
+
 from microfair_airflow.assets import INGESTED
 
-default_args = {
-    "owner": "microfair",
-    "retries": int(os.environ.get("MICROFAIR_TASK_RETRIES", "3")),
-    "retry_delay": timedelta(seconds=30),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": timedelta(minutes=30),
-}
+default_args = task_defaults(retries=3, retry_delay=timedelta(seconds=30), max_retry_delay=timedelta(minutes=30))
 
 
 def _max_map_length() -> int:
@@ -160,15 +156,10 @@ def microfair_ingest_batched():
     @task(trigger_rule="all_done", outlets=[INGESTED], retries=0)
     def report(batches: list[list[str] | None] | None) -> dict:
         """Log the ledger summary a facility manager reads after each run."""
-        from microfair_airflow.common import facility
+        from microfair_airflow.common import report_ingest
 
-        _, ledger = facility()
         done = [u for b in (batches or []) if b for u in b]
-        summary = ledger.summary()
-        print(f"this run ingested {len(done)} acquisition(s); ledger: {summary['by_state']}")
-        for p in summary["problems"]:
-            print(f"  {p['state']}: {p['name']} ({p['uid']}): {p['reason']}")
-        return {"ingested": done, "ledger": summary["by_state"]}
+        return report_ingest(done)
 
     report(ingest_batch.expand(batch=discover()))
 

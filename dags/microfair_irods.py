@@ -11,20 +11,15 @@ connection named by ``irods.connection_id`` the run is skipped, with the reason 
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, task
 
+from microfair_airflow.common import task_defaults
+
 from microfair_airflow.assets import INGESTED
 
-default_args = {
-    "owner": "microfair",
-    "retries": int(os.environ.get("MICROFAIR_TASK_RETRIES", "3")),
-    "retry_delay": timedelta(minutes=1),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": timedelta(minutes=30),
-}
+default_args = task_defaults(retries=3, retry_delay=timedelta(minutes=1), max_retry_delay=timedelta(minutes=30))
 
 
 @dag(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from datetime import timedelta
 from typing import Any
 
 from microfair.config import FacilityConfig, load_config
@@ -77,3 +78,30 @@ def config_value(*keys: str, default: Any = None) -> Any:
         return default if node is None else node
     except (OSError, yaml.YAMLError, KeyError, TypeError, IndexError):
         return default
+
+
+def task_defaults(*, retries: int, retry_delay: timedelta, max_retry_delay: timedelta) -> dict[str, Any]:
+    """``default_args`` shared by the microfair DAGs: exponential back-off between retries.
+
+    ``MICROFAIR_TASK_RETRIES`` overrides the retry count (0 for ``airflow dags test`` runs in the demo
+    and the tests, which would otherwise wait out the retry delays).
+    """
+    import os
+
+    return {
+        "owner": "microfair",
+        "retries": int(os.environ.get("MICROFAIR_TASK_RETRIES", str(retries))),
+        "retry_delay": retry_delay,
+        "retry_exponential_backoff": True,
+        "max_retry_delay": max_retry_delay,
+    }
+
+
+def report_ingest(done: list[str]) -> dict[str, Any]:
+    """Print the ledger summary a facility manager reads after each ingest run; return it for XCom."""
+    _, ledger = facility()
+    summary = ledger.summary()
+    print(f"this run ingested {len(done)} acquisition(s); ledger: {summary['by_state']}")
+    for p in summary["problems"]:
+        print(f"  {p['state']}: {p['name']} ({p['uid']}): {p['reason']}")
+    return {"ingested": done, "ledger": summary["by_state"]}
