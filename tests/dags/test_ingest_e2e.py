@@ -128,3 +128,23 @@ def test_a_run_maps_over_at_most_max_map_length_acquisitions(tmp_path, airflow_h
     assert sorted(states(result, "ingest_acquisition.collect")) == [0, 1]
     assert "3 acquisitions are ready; this run takes 2" in result["log"]
     assert len(Ledger.from_config(load_config(config)).datasets()) == 2
+
+
+def test_the_batched_dag_ingests_small_acquisitions_in_one_mapped_instance(tmp_path, airflow_home):
+    config = init_local_config(tmp_path / "batched", ("scope-a",))
+    zone = load_config(config).zone("scope-a").path
+    old = time.time() - 3600
+    for i, cond in enumerate(("Control", "Treated", "Washout")):
+        p = write_ome_tiff(zone / "DEMO/Cells/e3" / f"{DAY}_DEMO_Cells_ALebon_{cond}_RAW_v01.ome.tiff",
+                           textured_stack((1, 1, 32, 32), seed=i), channels=["DAPI"])
+        os.utime(p, (old, old))
+    (zone / "DEMO/Cells/e3" / f"{DAY}_DEMO_Cells_ALebon_Empty_RAW_v01.czi").write_bytes(b"")
+    os.utime(zone / "DEMO/Cells/e3" / f"{DAY}_DEMO_Cells_ALebon_Empty_RAW_v01.czi", (old, old))
+    result = run_dag("microfair_ingest_batched", airflow_home, config)
+    assert result["state"] == "success"
+    # One mapped instance for the four small files; its verdict fails (red in the UI) for the bad one.
+    assert states(result, "ingest_batch.qc") == {0: "success"}
+    assert states(result, "ingest_batch.verdict") == {0: "failed"}
+    ledger = Ledger.from_config(load_config(config))
+    by_state = {d.name: d.state for d in ledger.datasets()}
+    assert sorted(by_state.values()) == ["qc_done", "qc_done", "qc_done", "quarantined"]
