@@ -170,3 +170,78 @@ def test_report_json_and_thumbnails(tmp_path):
     grey = np.asarray(Image.open(tmp_path / "reports" / body["thumbnails"]["scene0/c0"]))
     y, x = np.unravel_index(np.argmax(mip), mip.shape)
     assert grey[int(y * grey.shape[0] / 600), int(x * grey.shape[1] / 500)] > 200
+
+
+# --------------------------------------------------------------------------- bit depth (issue 11, item 8)
+
+
+def _twelve_bit_camera(seed: int = 11) -> np.ndarray:
+    """uint16 data from a 12-bit camera: background ~750, bright blobs up to ~3000, one pixel at 3033."""
+    rng = np.random.default_rng(seed)
+    level = 700 + 2300 * blobs((128, 128), seed=seed, sigma=2.0)
+    data = np.clip(rng.poisson(level), 0, 4095).astype(np.uint16)
+    data[5, 5] = 3033
+    return data[None, None]  # (C, Z, Y, X)
+
+
+def _ome_tiff(path, data, **extra):
+    import tifffile
+
+    tifffile.imwrite(path, data, ome=True, photometric="minisblack", metadata={"axes": "CZYX", **extra})
+    return path
+
+
+@pytest.mark.parametrize("bits, flagged, source", [(12, False, "SignificantBits=12"), (None, True, "dtype")])
+def test_dynamic_range_comes_from_the_declared_bit_depth(tmp_path, bits, flagged, source):
+    data = _twelve_bit_camera()
+    extra = {"SignificantBits": bits} if bits else {}
+    f = _ome_tiff(tmp_path / "cam.ome.tiff", data, **extra)
+    lo, hi = np.percentile(data, [0.1, 99.9], method="lower")
+    top = (2**bits - 1) if bits else 65535
+    thresholds = QcThresholds(snr_min=0)
+    result = convert_to_zarr(open_image(f), tmp_path / "cam.ome.zarr", settings=ConversionSettings(chunk_xy=64),
+                             ome_xml=None, qc=thresholds)
+    for report in (result.qc, qc_image(open_image(f), thresholds, chunk_xy=64), qc_from_zarr(result.path, thresholds)):
+        ch = report.scenes[0].channels[0]
+        assert ch.range_source == source
+        assert ch.dynamic_range_fraction == pytest.approx((hi - lo) / top, rel=1e-9)
+        assert ("dynamic_range" in [fl.metric for fl in report.flags]) is flagged
+        body = report.to_dict()["scenes"][0]
+        assert body["channels"][0]["range_source"] == source and body["significant_bits"] == bits
+
+
+def test_a_bit_depth_the_data_exceed_is_ignored(tmp_path):
+    """Declared 12 bits but values above 4095 (a camera that shifts its bits up): the dtype range is used."""
+    data = (_twelve_bit_camera().astype(np.uint32) * 16).astype(np.uint16)
+    report = qc_image(open_image(_ome_tiff(tmp_path / "s.ome.tiff", data, SignificantBits=12)), QcThresholds(snr_min=0))
+    ch = report.scenes[0].channels[0]
+    assert ch.range_source.startswith("dtype") and "SignificantBits=12 ignored" in ch.range_source
+    lo, hi = np.percentile(data, [0.1, 99.9], method="lower")
+    assert ch.dynamic_range_fraction == pytest.approx((hi - lo) / 65535, rel=1e-9)
+
+
+def test_significant_bits_from_ome_xml():
+    from microfair.qc.bitdepth import intensity_range, significant_bits_in_ome_xml
+
+    xml = ('<OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06">'
+           '<Image ID="Image:0"><Pixels ID="Pixels:0" Type="uint16" SignificantBits="14"/></Image>'
+           '<Image ID="Image:1"><Pixels ID="Pixels:1" Type="uint16"/></Image></OME>')
+    assert significant_bits_in_ome_xml(xml) == [14, None]
+    assert significant_bits_in_ome_xml("not xml <") == [] and significant_bits_in_ome_xml(None) == []
+    assert intensity_range(np.dtype("uint16"), 14, 9000.0).high == 16383
+    assert intensity_range(np.dtype("uint16"), None, 9000.0).source == "dtype"
+    assert intensity_range(np.dtype("uint8"), 12, 10.0).source.startswith("dtype")  # more bits than the type
+    assert intensity_range(np.dtype("float32"), None, 1.0, 0.0).source == "observed"
+    assert intensity_range(np.dtype("float32"), None, None) is None
+
+
+def test_real_czi_samples_report_their_bit_depth(testdata):
+    """bioio-czi gives the Zeiss ComponentBitCount as OME SignificantBits; a channel above it falls back."""
+    report = qc_image(open_image(testdata / "zeiss_s1_t3_c2_z5.czi"))
+    scene = report.scenes[0]
+    assert scene.significant_bits == 14
+    for ch in scene.channels:
+        if ch.maximum <= 2**14 - 1:
+            assert ch.range_source == "SignificantBits=14"
+        else:
+            assert "ignored" in ch.range_source

@@ -37,6 +37,7 @@ from microfair.convert.memory import memory_plan
 from microfair.convert.pyramid import build_pyramid, level_shapes, thumbnail_source
 from microfair.convert.slabs import combine_qc, slabs
 from microfair.convert.source import SceneSource, scene_count, scene_source
+from microfair.qc.bitdepth import significant_bits_of_scene
 from microfair.qc.reduce import QcGraph, qc_graph, scene_qc
 from microfair.qc.report import QcReport, SceneQc
 
@@ -259,7 +260,8 @@ def convert_to_zarr(img: Any, out: Path, *, settings: ConversionSettings, ome_xm
                 assert graph is not None
                 sq = scene_qc(graph, combine_qc(done, tuple(src.data.shape)), index=index, name=src.name,
                               channel_names=src.channel_names, channel_colors=src.channel_colors,
-                              shape=src.data.shape, thresholds=thresholds)
+                              shape=src.data.shape, thresholds=thresholds,
+                              significant_bits=significant_bits_of_scene(ome_xml, index))
                 scene_reports.append(sq)
                 _write_group_attrs(tmp, index, group_attributes(_with_qc_windows(plan, sq), version), version)
                 source_bytes += int(src.data.nbytes)

@@ -49,6 +49,7 @@ class SceneMetadata:
     time_increment_s: float | None = None
     acquisition_date: datetime | None = None
     original_axes: dict[str, str] = field(default_factory=dict)  # bioio axis -> original axis
+    significant_bits: int | None = None  # OME Pixels@SignificantBits: the camera's bit depth, when declared
 
 
 @dataclass
@@ -182,6 +183,7 @@ def _scene(img: BioImage, index: int, name: str, ome: OME | None) -> SceneMetada
         channels=channels, time_increment_s=step or None,
         acquisition_date=ome_image.acquisition_date if ome_image is not None else None,
         original_axes=original,
+        significant_bits=ome_image.pixels.significant_bits if ome_image is not None else None,
     )
 
 

@@ -375,15 +375,20 @@ def estimate_snr(stats: ChannelStats) -> SnrEstimate:
     return SnrEstimate(snr, mu_b, mu_s, s_b, s_s)
 
 
-def dynamic_range_fraction(stats: ChannelStats) -> float | None:
+def dynamic_range_fraction(stats: ChannelStats, available: tuple[float, float] | None = None) -> float | None:
     """Fraction of the available range that the image uses, between the 0.1 and 99.9 percentiles.
 
-    Integers: of the dtype range (a 12-bit camera filling its range in uint16 uses 6 %);
-    floats: of the observed [min, max] range (floats have no natural range).
+    ``available``: the (low, high) values the acquisition could take, from its bit depth
+    (:func:`microfair.qc.bitdepth.intensity_range`). Without it, integers are measured against
+    the dtype range (a 12-bit camera filling its range in uint16 would use 6 %), floats against
+    the observed [min, max] range (floats have no natural range).
     """
     lo, hi = stats.percentile(LOW_PERCENTILE), stats.percentile(HIGH_PERCENTILE)
     if lo is None or hi is None:
         return None
+    if available is not None:
+        low, high = available
+        return 0.0 if high <= low else float((hi - lo) / (high - low))
     if stats.space.is_float:
         if stats.minimum is None or stats.maximum is None or stats.maximum <= stats.minimum:
             return 0.0

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from microfair.config.core import QcThresholds
+from microfair.qc.bitdepth import intensity_range
 from microfair.qc.metrics import (
     HIGH_PERCENTILE,
     LOW_PERCENTILE,
@@ -82,6 +83,8 @@ class ChannelQc:
     best_plane: int | None  # z index (first time point)
     best_focus: float | None
     flags: list[QcFlag] = field(default_factory=list)
+    range_source: str | None = None  # what the dynamic range is measured against (microfair.qc.bitdepth)
+    range_max: float | None = None  # top of that range
 
     @property
     def window(self) -> tuple[float, float] | None:
@@ -101,6 +104,7 @@ class ChannelQc:
                     "noise_signal": _num(self.noise_signal, 4),
                     "definition": "SVI: sqrt(photons at the brightest part) = (mu_S - mu_B) / sigma_S"},
             "dynamic_range_fraction": _num(self.dynamic_range_fraction, 6),
+            "range_source": self.range_source, "range_max": _num(self.range_max),
             "focus": {"per_plane": [[_num(v, 9) for v in row] for row in self.focus],
                       "best_plane": self.best_plane, "best": _num(self.best_focus, 9),
                       "metric": "normalised variance of the Laplacian, Var(L)/mean(I)^2"},
@@ -116,6 +120,7 @@ class SceneQc:
     dtype: str
     channels: list[ChannelQc]
     mip: np.ndarray | None = field(default=None, repr=False)  # (C, y, x), first time point
+    significant_bits: int | None = None  # bit depth the acquisition's metadata declares
 
     @property
     def flags(self) -> list[QcFlag]:
@@ -123,7 +128,7 @@ class SceneQc:
 
     def to_dict(self) -> dict[str, Any]:
         return {"index": self.index, "name": self.name, "shape": self.shape, "dtype": self.dtype,
-                "channels": [c.to_dict() for c in self.channels]}
+                "significant_bits": self.significant_bits, "channels": [c.to_dict() for c in self.channels]}
 
 
 @dataclass
@@ -158,17 +163,20 @@ class QcReport:
 
 
 def channel_qc(index: int, name: str, color: str, stats: ChannelStats, plane_sums: np.ndarray,
-               thresholds: QcThresholds, scene: int = 0) -> ChannelQc:
+               thresholds: QcThresholds, scene: int = 0, significant_bits: int | None = None) -> ChannelQc:
     """Turn combined statistics of one channel into a :class:`ChannelQc` with its flags.
 
     ``plane_sums``: (T, Z, PLANE_FIELDS) summed plane statistics of this channel.
+    ``significant_bits``: the bit depth the acquisition's metadata declares (None: unknown); the
+    dynamic range is measured against it (:func:`microfair.qc.bitdepth.intensity_range`).
     """
     pct = {f"p{q:g}": stats.percentile(q) for q in (LOW_PERCENTILE, 1, 10, 50, 90, 99, HIGH_PERCENTILE)}
     edges, counts = rebin_histogram(stats, thresholds.histogram_bins)
     snr = estimate_snr(stats)
     sat_value = stats.space.saturation_value
     sat_frac = (stats.n_saturated / stats.n_valid) if (sat_value is not None and stats.n_valid) else None
-    dr = dynamic_range_fraction(stats)
+    available = intensity_range(stats.space.dtype, significant_bits, stats.maximum, stats.minimum)
+    dr = dynamic_range_fraction(stats, None if available is None else (available.low, available.high))
     focus = focus_scores(plane_sums)  # (T, Z)
     first = focus[0] if focus.size else np.array([])
     best = int(np.nanargmax(first)) if first.size and np.isfinite(first).any() else None
@@ -181,6 +189,8 @@ def channel_qc(index: int, name: str, color: str, stats: ChannelStats, plane_sum
         noise_background=snr.noise_background, noise_signal=snr.noise_signal, dynamic_range_fraction=dr,
         focus=[[None if not np.isfinite(v) else float(v) for v in row] for row in focus],
         best_plane=best, best_focus=best_focus,
+        range_source=available.source if available is not None else None,
+        range_max=available.high if available is not None else None,
     )
     ch.flags = flags_for(ch, thresholds, scene)
     return ch
@@ -213,8 +223,9 @@ def flags_for(ch: ChannelQc, t: QcThresholds, scene: int | None = None) -> list[
                  f"best plane (z={ch.best_plane}) has focus score {ch.best_focus:.3g}, below {t.focus_min:g}")
     if ch.dynamic_range_fraction is not None and ch.dynamic_range_fraction < t.dynamic_range_min_fraction:
         flag("dynamic_range", ch.dynamic_range_fraction, t.dynamic_range_min_fraction,
-             f"uses {ch.dynamic_range_fraction:.2%} of the available intensity range; "
-             f"at least {t.dynamic_range_min_fraction:.2%} expected")
+             f"uses {ch.dynamic_range_fraction:.2%} of the available intensity range"
+             + (f" (0-{ch.range_max:g}, {ch.range_source})" if ch.range_max is not None else "")
+             + f"; at least {t.dynamic_range_min_fraction:.2%} expected")
     return flags
 
 
