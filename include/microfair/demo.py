@@ -98,7 +98,7 @@ def run_irods(root: Path, env: dict[str, str], logs: Path) -> int:
         "AIRFLOW_CONN_IRODS_DEFAULT": json.dumps({"conn_type": "irods", "host": "127.0.0.1", "port": 1247,
                                                   "login": "rods", "password": secrets.token_urlsafe(12),
                                                   "extra": {"zone": "tempZone"}}),
-        "MICROFAIR_IRODS_SESSION_FACTORY": "tests.standins.irods_factory:factory",
+        "MICROFAIR_IRODS_SESSION_FACTORY": "microfair.standins.irods_session:factory",
         "MICROFAIR_IRODS_STANDIN_STATE": str(root / "irods-standin.pickle"),
         "PYTHONPATH": os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]),
     })
@@ -115,9 +115,8 @@ def run_deposit(root: Path, env: dict[str, str], logs: Path) -> int:
     import json
     import secrets
 
-    sys.path.insert(0, str(REPO))
-    from tests.standins.biostudies import BiostudiesStandin
-    from tests.standins.datacite import DataciteStandin
+    from microfair.standins.biostudies import BiostudiesStandin
+    from microfair.standins.datacite import DataciteStandin
 
     # Throw-away credentials for the stand-ins, made for this run only.
     login, password, dc_password = "demo@example.org", secrets.token_urlsafe(16), secrets.token_urlsafe(16)

@@ -12,8 +12,9 @@ from microfair.config import init_local_config, load_config
 from microfair.deposit.pagetab import Submission
 from microfair.ledger import Ledger
 from tests.dags.runner import run_dag, states
-from tests.standins.biostudies import BiostudiesStandin, ingest_synthetic
-from tests.standins.datacite import DataciteStandin
+from microfair.standins.biostudies import BiostudiesStandin
+from microfair.standins.datacite import DataciteStandin
+from tests.support.synthetic_ingest import ingest_synthetic
 
 pytestmark = [pytest.mark.dag, pytest.mark.slow]
 

@@ -13,7 +13,7 @@ from microfair.ingest import convert_dataset, qc_dataset
 from microfair.airflow_env import REPO
 from microfair.ledger import Ledger
 from tests.dags.runner import run_dag, states
-from tests.standins.biostudies import ingest_synthetic
+from tests.support.synthetic_ingest import ingest_synthetic
 
 pytestmark = [pytest.mark.dag, pytest.mark.slow]
 PASSWORD = "iRODS-pass-for-the-test-7"
@@ -51,7 +51,7 @@ def test_with_a_connection_every_pending_dataset_is_registered(facility, airflow
         "AIRFLOW_CONN_IRODS_DEFAULT": json.dumps({"conn_type": "irods", "host": "127.0.0.1", "port": 1247,
                                                   "login": "rods", "password": PASSWORD,
                                                   "extra": {"zone": "tempZone"}}),
-        "MICROFAIR_IRODS_SESSION_FACTORY": "tests.standins.irods_factory:factory",
+        "MICROFAIR_IRODS_SESSION_FACTORY": "microfair.standins.irods_session:factory",
         "MICROFAIR_IRODS_STANDIN_STATE": str(state),
         "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "include"), os.environ.get("PYTHONPATH", "")]),
     }

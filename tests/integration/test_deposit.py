@@ -30,8 +30,9 @@ from microfair.deposit.run import (
     upload_deposit,
     validate_deposit,
 )
-from tests.standins.biostudies import BiostudiesStandin, ingest_synthetic
-from tests.standins.datacite import DataciteStandin
+from microfair.standins.biostudies import BiostudiesStandin
+from microfair.standins.datacite import DataciteStandin
+from tests.support.synthetic_ingest import ingest_synthetic
 
 pytestmark = pytest.mark.integration
 

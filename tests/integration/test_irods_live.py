@@ -35,8 +35,8 @@ from microfair.irods import (  # noqa: E402
     pending_datasets,
     register_dataset,
 )
-from tests.standins.biostudies import ingest_synthetic  # noqa: E402
-from tests.standins.irods import check_server_behaviour  # noqa: E402
+from tests.support.synthetic_ingest import ingest_synthetic  # noqa: E402
+from microfair.standins.irods import check_server_behaviour  # noqa: E402
 
 
 @pytest.fixture

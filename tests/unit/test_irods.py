@@ -24,8 +24,8 @@ from microfair.irods import (  # noqa: E402
     register_dataset,
     sha256_to_irods,
 )
-from tests.standins.biostudies import ingest_synthetic  # noqa: E402
-from tests.standins.irods import RecordingSession  # noqa: E402
+from tests.support.synthetic_ingest import ingest_synthetic  # noqa: E402
+from microfair.standins.irods import RecordingSession  # noqa: E402
 
 
 @pytest.fixture
@@ -270,7 +270,7 @@ def test_genquery_finds_the_raw_object_and_the_zarr_collection_by_uid(ready):
 
 
 def test_the_standin_keeps_the_server_behaviour_the_live_suite_checks(tmp_path):
-    from tests.standins.irods import check_server_behaviour
+    from microfair.standins.irods import check_server_behaviour
 
     check_server_behaviour(session(), "/tempZone/home/microfair/contract", tmp_path, "demo")
 

@@ -13,8 +13,8 @@ from microfair.config import init_local_config, load_config  # noqa: E402
 from microfair.ingest import convert_dataset, qc_dataset  # noqa: E402
 from microfair.irods import cli  # noqa: E402
 from microfair.ledger import Ledger  # noqa: E402
-from tests.standins.biostudies import ingest_synthetic  # noqa: E402
-from tests.standins.irods import RecordingSession  # noqa: E402
+from tests.support.synthetic_ingest import ingest_synthetic  # noqa: E402
+from microfair.standins.irods import RecordingSession  # noqa: E402
 
 
 @pytest.fixture

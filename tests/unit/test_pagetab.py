@@ -13,7 +13,7 @@ from microfair.deposit import DepositSelection, load_study, parse_study, plan_de
 from microfair.deposit.datacite import datacite_payload
 from microfair.deposit.pagetab import Section, Submission
 from microfair.deposit.validate import validate_study
-from tests.standins.biostudies import ingest_synthetic
+from tests.support.synthetic_ingest import ingest_synthetic
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "include/microfair/deposit/example_study.yaml"
 SAMPLES = Path("/work/shared/reference/biostudies")

@@ -1,4 +1,4 @@
-"""A local DataCite REST API (``/dois``) on 127.0.0.1 for tests.
+"""A local DataCite REST API (``/dois``) on 127.0.0.1, for demos and tests.
 
 Basic auth ``REPOSITORY_ID:PASSWORD`` (401 otherwise); ``POST /dois`` with ``prefix`` (auto suffix) or
 ``doi`` creates a DOI, in state ``draft`` unless an ``event`` is given; missing ``titles``/``creators``
