@@ -113,7 +113,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(summary)
         return 0
-    print(f"{cfg.facility.name}: {summary['datasets']} dataset(s), {summary['bytes'] / 1e6:.1f} MB collected")
+    from microfair.units import format_bytes
+
+    print(f"{cfg.facility.name}: {summary['datasets']} dataset(s), {format_bytes(summary['bytes'])} collected")
     for state, n in sorted(summary["by_state"].items()):
         print(f"  {state:<12} {n}")
     if summary["stages"]:

@@ -34,7 +34,7 @@ def scan_and_notify(reason: str = "") -> dict[str, Any]:
         cfg = load_config()
         if not cfg.alerts.enabled:
             return {"alerts": 0, "channels": {}}
-        out = run_alert_scan(Ledger(cfg.ledger.url, migrate=False), cfg.alerts, _get_connection)
+        out = run_alert_scan(Ledger(cfg.ledger.url, migrate=False), cfg.alerts, _get_connection, cfg)
         if out["alerts"]:
             log.info("microfair alerts after %s: %s", reason or "task", out)
         return out

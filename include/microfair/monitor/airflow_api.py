@@ -100,3 +100,47 @@ class AirflowApi:
         out = self._call("GET", "/dags/~/dagRuns",
                          params={"limit": limit, "order_by": "-run_after", "dag_id_pattern": dag_id_prefix})
         return list((out or {}).get("dag_runs") or [])
+
+    def dag(self, dag_id: str) -> dict[str, Any]:
+        """``GET /dags/{dag_id}``: is_paused, max_active_runs, …"""
+        return self._call("GET", f"/dags/{quote(dag_id, safe='')}") or {}
+
+    def active_dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
+        """The DAG's runs that are running or queued."""
+        out = self._call("GET", f"/dags/{quote(dag_id, safe='')}/dagRuns",
+                         params=[("state", "running"), ("state", "queued"), ("limit", "100")])
+        return list((out or {}).get("dag_runs") or [])
+
+    def trigger_dag_run(self, dag_id: str, *, note: str | None = None) -> dict[str, Any]:
+        """A new manual run of ``dag_id`` (what the UI's trigger button does)."""
+        body: dict[str, Any] = {"logical_date": None}
+        if note:
+            body["note"] = note[:1000]
+        return self._call("POST", f"/dags/{quote(dag_id, safe='')}/dagRuns", json=body) or {}
+
+
+def run_blockers(api: Any, dag_id: str, *, own_run_id: str | None = None) -> list[str]:
+    """Why a re-run of ``dag_id`` would not start now: a paused DAG, or runs ahead of it under max_active_runs.
+
+    Asks Airflow's REST API (``GET /dags/{dag_id}``, running and queued ``dagRuns``). An unreachable API
+    is a warning of its own: the dashboard cannot promise that anything will run.
+    """
+    try:
+        dag = api.dag(dag_id)
+        runs = [r for r in api.active_dag_runs(dag_id) if r.get("dag_run_id") != own_run_id]
+    except AirflowApiError as exc:
+        return [f"Airflow cannot say whether {dag_id} will run: {exc}"]
+    out = []
+    if dag.get("is_paused"):
+        out.append(f"The DAG {dag_id} is paused: nothing will run until it is unpaused in Airflow.")
+    limit = dag.get("max_active_runs")
+    running = [r for r in runs if r.get("state") == "running"]
+    if limit and len(running) >= int(limit):
+        names = ", ".join(str(r.get("dag_run_id")) for r in running[:5])
+        out.append(f"{len(running)} run(s) of {dag_id} are running ({names}) and max_active_runs is {limit}: "
+                   "this run waits behind them.")
+    elif limit and len(runs) >= int(limit):
+        names = ", ".join(str(r.get("dag_run_id")) for r in runs[:5])
+        out.append(f"{len(runs)} run(s) of {dag_id} are running or queued ({names}) and max_active_runs is "
+                   f"{limit}: this run waits behind them.")
+    return out

@@ -33,11 +33,12 @@ log = logging.getLogger(__name__)
 
 SCAN_ACTION = "alert_scan"
 SENT_ACTION = "alert_sent"
+ZONE_ACTION = "landing_zone_state"
 
 
 @dataclass
 class Alert:
-    kind: str  # acquisition_failed | backup_321_lost
+    kind: str  # acquisition_failed | backup_321_lost | landing_zone_missing
     event_id: int
     uid: str | None
     name: str | None
@@ -53,6 +54,8 @@ class Alert:
     link: str | None = None
 
     def line(self) -> str:
+        if self.kind == "landing_zone_missing":
+            return f"- landing zone of {self.microscope}: {self.reason}"
         what = "failed" if self.kind == "acquisition_failed" else "dropped out of 3-2-1"
         idx = f"[{self.map_index}]" if self.map_index is not None and self.map_index >= 0 else ""
         where = f" ({self.dag_id}/{self.task_id}{idx}, run {self.run_id})" if self.task_id else ""
@@ -117,7 +120,10 @@ class WebhookNotifier:
 def render_text(alerts: list[Alert]) -> str:
     failed = [a for a in alerts if a.kind == "acquisition_failed"]
     lost = [a for a in alerts if a.kind == "backup_321_lost"]
+    zones = [a for a in alerts if a.kind == "landing_zone_missing"]
     parts = []
+    if zones:
+        parts.append(f"{len(zones)} landing zone(s) missing or not mounted:\n" + "\n".join(a.line() for a in zones))
     if failed:
         parts.append(f"{len(failed)} failed acquisition step(s):\n" + "\n".join(a.line() for a in failed))
     if lost:
@@ -131,7 +137,10 @@ def render_text(alerts: list[Alert]) -> str:
 def subject_for(settings: AlertSettings, alerts: list[Alert]) -> str:
     n_fail = sum(a.kind == "acquisition_failed" for a in alerts)
     n_lost = sum(a.kind == "backup_321_lost" for a in alerts)
+    n_zone = sum(a.kind == "landing_zone_missing" for a in alerts)
     bits = []
+    if n_zone:
+        bits.append(f"{n_zone} landing zone{'s' if n_zone > 1 else ''} missing")
     if n_fail:
         bits.append(f"{n_fail} failed acquisition step{'s' if n_fail > 1 else ''}")
     if n_lost:
@@ -179,6 +188,41 @@ def scan_alerts(ledger: Ledger, settings: AlertSettings, *, lookback: timedelta 
             if a.uid:
                 a.link = f"{base}/datasets/{a.uid}"
     return alerts
+
+
+def zone_alerts(cfg: Any, ledger: Ledger, *, now: datetime | None = None) -> list[Alert]:
+    """An alert for each landing zone that has gone missing (not a folder, not mounted), once per outage.
+
+    The state of each zone is remembered in ``landing_zone_state`` audit entries, so a zone that stays
+    missing alerts once, not after every task, and alerts again after it came back and went again.
+    """
+    now = now or datetime.now(timezone.utc)
+    with ledger.session() as s:
+        marks = list(s.execute(select(AuditEntry.details).where(AuditEntry.action == ZONE_ACTION)
+                               .order_by(AuditEntry.id.desc()).limit(500)).scalars())
+    last: dict[str, bool] = {}
+    for d in marks:
+        if isinstance(d, dict) and d.get("microscope") not in last:
+            last[d.get("microscope")] = bool(d.get("missing"))
+    out: list[Alert] = []
+    for z in cfg.landing_zones:
+        try:
+            missing = not z.path.is_dir()
+        except OSError:
+            missing = True
+        if missing == last.get(z.microscope, False):
+            continue
+        ledger.audit("microfair-alerts", ZONE_ACTION, None, {"microscope": z.microscope, "path": str(z.path),
+                                                             "missing": missing})
+        if missing:
+            log.error("landing zone %s of microscope %s is missing or not mounted", z.path, z.microscope)
+            out.append(Alert(kind="landing_zone_missing", event_id=0, uid=None, name=None, microscope=z.microscope,
+                             project=None, stage="discover", at=now.isoformat(),
+                             reason=f"{z.path} does not exist or is not mounted: nothing can be collected from "
+                                    f"{z.microscope}"))
+        else:
+            log.info("landing zone %s of microscope %s is back", z.path, z.microscope)
+    return out
 
 
 def _was_compliant(s: Any, dataset_id: int, before_event: int) -> bool:
@@ -261,10 +305,16 @@ def _flag(v: Any) -> bool:
     return str(v).lower() in ("1", "true", "yes", "on")
 
 
-def run_alert_scan(ledger: Ledger, settings: AlertSettings, get_connection: Callable[[str], Any]) -> dict[str, Any]:
-    """Scan, then send: what the Airflow listener calls after every microfair task."""
+def run_alert_scan(ledger: Ledger, settings: AlertSettings, get_connection: Callable[[str], Any],
+                   cfg: Any = None) -> dict[str, Any]:
+    """Scan, then send: what the Airflow listener calls after every microfair task.
+
+    With the facility configuration ``cfg``, missing landing zones alert too (:func:`zone_alerts`).
+    """
     if not settings.enabled:
         return {"alerts": 0, "channels": {}}
     alerts = scan_alerts(ledger, settings)
+    if cfg is not None and "acquisition_failed" in settings.events:
+        alerts = zone_alerts(cfg, ledger) + alerts
     channels = send_alerts(ledger, settings, alerts, notifiers_from_connections(settings, get_connection))
     return {"alerts": len(alerts), "channels": channels}

@@ -48,3 +48,29 @@ def throughput_svg(series: list[tuple[date, int, int]], *, width: int = 760, hei
                          f'{day.strftime("%d %b")}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def histogram_svg(counts: list[float], edges: list[float] | None = None, *, width: int = 160, height: int = 36,
+                  color: str | None = None, label: str = "intensity histogram") -> str:
+    """A QC histogram as one small filled path (log-scaled counts), with the range in its tooltip.
+
+    256 bins become one ``<path>``: a few hundred bytes, not 256 elements.
+    """
+    import math
+
+    vals = [math.log1p(max(0.0, float(c))) for c in counts or []]
+    top = max(vals, default=0.0) or 1.0
+    n = max(1, len(vals))
+    step = width / n
+    pts = [f"M0,{height}"]
+    for i, v in enumerate(vals):
+        y = height - (height - 1) * v / top
+        pts.append(f"L{i * step:.1f},{y:.1f}L{(i + 1) * step:.1f},{y:.1f}")
+    pts.append(f"L{width},{height}Z")
+    fill = f"#{color}" if color and len(color) == 6 and all(c in "0123456789abcdefABCDEF" for c in color) else "#2e90fa"
+    if fill.lower() in ("#ffffff", "#fff"):
+        fill = "#667085"  # a white channel would be invisible on the page
+    rng = f": {edges[0]:.6g} to {edges[-1]:.6g}" if edges and len(edges) >= 2 else ""
+    return (f'<svg class="histogram" role="img" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+            f'aria-label="{escape(label)}" xmlns="http://www.w3.org/2000/svg"><title>{escape(label)}{escape(rng)} '
+            f'(log counts)</title><path d="{"".join(pts)}" fill="{fill}" fill-opacity=".75"/></svg>')

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import exists, func, or_, select
 
 from microfair.ledger import STAGES, AuditEntry, Dataset, DatasetFile, Ledger, Record, StageEvent, StageStatus
-from microfair.monitor.overview import utc
-from microfair.monitor.stages import NOT_CONFIGURED, PENDING, StageAvailability
+from microfair.monitor.overview import FAILED_STATES, utc
+from microfair.monitor.stages import NOT_CONFIGURED, PENDING, QUARANTINED, StageAvailability
 
 VERDICT = "backup_verdict"
 IRODS = "irods"
 BIA = "bia"
 #: The record a stage leaves when it is done (its cell shows a summary of it).
 STAGE_RECORD = {"irods": IRODS, "deposit": BIA}
-STAGE_STATES = ("succeeded", "flagged", "failed", "running", "skipped", PENDING)
+STAGE_STATES = ("succeeded", "flagged", "failed", "interrupted", "running", "skipped", QUARANTINED, PENDING)
+
 
 
 @dataclass
@@ -45,7 +48,7 @@ class DatasetQuery:
 
 @dataclass
 class StageCell:
-    state: str  # succeeded|flagged|failed|running|skipped|pending|not configured
+    state: str  # succeeded|flagged|failed|interrupted|running|skipped|pending|quarantined|not configured
     error: str | None = None
     event_id: int | None = None
     label: str | None = None  # e.g. "3 copies · 2 media · 1 off-site" for backup, "S-BIAD123" for deposit
@@ -63,6 +66,7 @@ class DatasetRow:
     size_bytes: int | None
     created_at: datetime | None
     stages: dict[str, StageCell]
+    reason: str | None = None
 
 
 @dataclass
@@ -104,6 +108,10 @@ def dataset_page(ledger: Ledger, query: DatasetQuery, availability: dict[str, St
     if query.stage and query.stage_state:
         if query.stage_state == PENDING:
             cond.append(~exists().where(StageStatus.dataset_id == Dataset.id, StageStatus.stage == query.stage))
+            cond.append(Dataset.state != QUARANTINED)
+        elif query.stage_state == QUARANTINED:
+            cond.append(Dataset.state == QUARANTINED)
+            cond.append(~exists().where(StageStatus.dataset_id == Dataset.id, StageStatus.stage == query.stage))
         else:
             cond.append(exists().where(StageStatus.dataset_id == Dataset.id, StageStatus.stage == query.stage,
                                        StageStatus.state == query.stage_state))
@@ -111,7 +119,7 @@ def dataset_page(ledger: Ledger, query: DatasetQuery, availability: dict[str, St
         total = int(s.scalar(select(func.count()).select_from(Dataset).where(*cond)) or 0)
         page = list(s.execute(
             select(Dataset.id, Dataset.uid, Dataset.name, Dataset.microscope, Dataset.project, Dataset.state,
-                   Dataset.size_bytes, Dataset.created_at)
+                   Dataset.size_bytes, Dataset.created_at, Dataset.reason)
             .where(*cond).order_by(Dataset.id.desc())
             .limit(query.page_size).offset((query.page - 1) * query.page_size)))
         ids = [r.id for r in page]
@@ -132,16 +140,21 @@ def dataset_page(ledger: Ledger, query: DatasetQuery, availability: dict[str, St
                 summaries.setdefault(ds_id, {})[kind] = dict(zip(keys, values))
     rows = []
     for r in page:
-        cells = stage_cells(statuses.get(r.id, {}), verdicts.get(r.id), availability, summaries.get(r.id))
+        cells = stage_cells(statuses.get(r.id, {}), verdicts.get(r.id), availability, summaries.get(r.id),
+                            ds_state=r.state, ds_reason=r.reason)
         rows.append(DatasetRow(r.id, r.uid, r.name, r.microscope, r.project, r.state, r.size_bytes,
-                               utc(r.created_at), cells))
+                               utc(r.created_at), cells, r.reason))
     return DatasetPage(query, rows, total)
 
 
 def stage_cells(statuses: dict[str, Any], verdict: dict[str, Any] | None,
                 availability: dict[str, StageAvailability],
-                records: dict[str, dict[str, Any]] | None = None) -> dict[str, StageCell]:
-    """One cell per stage; ``records`` holds the dataset's ``irods`` and ``bia`` records (or their summary)."""
+                records: dict[str, dict[str, Any]] | None = None, *, ds_state: str | None = None,
+                ds_reason: str | None = None) -> dict[str, StageCell]:
+    """One cell per stage; ``records`` holds the dataset's ``irods`` and ``bia`` records (or their summary).
+
+    A stage that has not run on a quarantined dataset is "quarantined" (it will not run), never "pending".
+    """
     records = records or {}
     cells = {}
     for stage in STAGES:
@@ -151,8 +164,11 @@ def stage_cells(statuses: dict[str, Any], verdict: dict[str, Any] | None,
         if st is None and record is None and avail is not None and not avail.configured:
             cells[stage] = StageCell(NOT_CONFIGURED)
             continue
+        if st is None and record is None and ds_state == QUARANTINED:
+            cells[stage] = StageCell(QUARANTINED, hint=ds_reason)
+            continue
         cell = StageCell(st.state, st.error, st.event_id) if st is not None else StageCell(PENDING)
-        if stage == "backup" and cell.state != "failed" and cell.state != "running":
+        if stage == "backup" and cell.state not in (*FAILED_STATES, "running"):
             state, label = backup_label(verdict)
             cell.label = label
             if verdict:
@@ -192,12 +208,23 @@ class DatasetDetail:
 
     @property
     def errors(self) -> list[StageEvent]:
-        return [e for e in self.events if e.state == "failed" or (e.state == "flagged" and e.error)]
+        """Failed and interrupted attempts (the latest ones and the earlier ones since re-run)."""
+        return [e for e in self.events if e.state in FAILED_STATES]
+
+    @property
+    def warnings(self) -> list[StageEvent]:
+        """Flags (naming, QC, 3-2-1) of the latest attempt of each stage: the data went on."""
+        current = {c.event_id for c in self.stages.values() if c.event_id is not None}
+        return [e for e in self.events if e.state == "flagged" and e.error and e.id in current]
 
     @property
     def failed_now(self) -> set[int]:
         """Events that are the latest (failed) attempt of their stage: those a re-run may clear."""
-        return {c.event_id for c in self.stages.values() if c.state == "failed" and c.event_id is not None}
+        return {c.event_id for c in self.stages.values() if c.state in FAILED_STATES and c.event_id is not None}
+
+    @property
+    def quarantined(self) -> bool:
+        return self.dataset.state == QUARANTINED
 
 
 def dataset_detail(ledger: Ledger, uid: str, availability: dict[str, StageAvailability]) -> DatasetDetail | None:
@@ -213,7 +240,8 @@ def dataset_detail(ledger: Ledger, uid: str, availability: dict[str, StageAvaila
         audit = list(s.scalars(select(AuditEntry).where(AuditEntry.dataset_id == ds.id)
                                .order_by(AuditEntry.id.desc()).limit(50)))
     return DatasetDetail(ds, records, files, events,
-                         stage_cells(statuses, records.get(VERDICT), availability, records), audit)
+                         stage_cells(statuses, records.get(VERDICT), availability, records, ds_state=ds.state,
+                                     ds_reason=ds.reason), audit)
 
 
 def get_event(ledger: Ledger, event_id: int) -> tuple[StageEvent, str | None, bool] | None:
@@ -224,10 +252,10 @@ def get_event(ledger: Ledger, event_id: int) -> tuple[StageEvent, str | None, bo
             return None
         uid = s.scalar(select(Dataset.uid).where(Dataset.id == ev.dataset_id)) if ev.dataset_id else None
         if ev.dataset_id is None:
-            latest = ev.state == "failed"
+            latest = ev.state in FAILED_STATES
         else:
             st = s.get(StageStatus, (ev.dataset_id, ev.stage))
-            latest = st is not None and st.event_id == ev.id and st.state == "failed"
+            latest = st is not None and st.event_id == ev.id and st.state in FAILED_STATES
         return ev, uid, latest
 
 
@@ -279,3 +307,40 @@ def qc_channels(qc: dict[str, Any] | None) -> list[dict[str, Any]]:
         out.append({"name": ch.get("name") or ch.get("channel") or f"channel {ch.get('index', i)}",
                     "metrics": metrics, "flags": [str(f) for f in flags]})
     return out
+
+
+def thumbnail_file(reports_root: Path, converted_root: Path, ledger: Ledger, uid: str, n: int) -> Path | None:
+    """The ``n``-th thumbnail of a dataset's QC record as a file, or None when it is not there.
+
+    A relative path in the record is relative to the dataset's report folder (where ``qc.json`` is),
+    and must stay inside it on the resolved path: a ``..`` cannot escape. An absolute path must be
+    inside the reports or converted tree.
+    """
+    thumbs = qc_thumbnails(ledger.get_record(uid, "qc"))
+    if not 0 <= n < len(thumbs):
+        return None
+    raw = Path(thumbs[n][1])
+    if raw.is_absolute():
+        allowed = [Path(os.path.realpath(reports_root)), Path(os.path.realpath(converted_root))]
+        real = Path(os.path.realpath(raw))
+    else:
+        folder = report_folder(reports_root, ledger, uid)
+        if folder is None:
+            return None
+        allowed = [Path(os.path.realpath(folder))]
+        real = Path(os.path.realpath(folder / raw))
+    if not any(real.is_relative_to(a) for a in allowed) or not real.is_file():
+        return None
+    return real
+
+
+def report_folder(reports_root: Path, ledger: Ledger, uid: str) -> Path | None:
+    """The dataset's report folder: where its ``qc.json`` is (ledger file), else its thumbnails' folder."""
+    files = ledger.files(uid)
+    for f in files:
+        if f.role == "report" and Path(f.path).name == "qc.json":
+            return Path(f.path).parent
+    for f in files:
+        if f.role == "thumbnail":
+            return Path(f.path).parent.parent
+    return None

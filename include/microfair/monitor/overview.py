@@ -10,14 +10,19 @@ import logging
 import shutil
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import case, func, select
 
 from microfair.config import FacilityConfig
 from microfair.ledger import Dataset, DatasetFile, Ledger, StageEvent, StageStatus
+from microfair.units import format_bytes
 
 log = logging.getLogger(__name__)
+
+#: The stage states a failure list shows (the same as :data:`microfair.monitor.datasets.FAILED_STATES`).
+FAILED_STATES = ("failed", "interrupted")
 
 
 def utc(dt: datetime | None) -> datetime | None:
@@ -64,6 +69,7 @@ class Backlog:
     oldest: datetime | None = None
     failed: int = 0
     free_bytes: int | None = None
+    missing: bool = False  # the zone's folder does not exist or is not mounted: nothing can be collected
 
 
 @dataclass
@@ -79,10 +85,18 @@ class Failure:
     run_id: str | None
     task_id: str | None
     map_index: int | None
+    state: str = "failed"  # failed | interrupted (the stage's latest attempt)
+    ds_state: str | None = None  # the dataset's state, e.g. "quarantined"
+    ds_reason: str | None = None
+
+    @property
+    def quarantined(self) -> bool:
+        return self.ds_state == "quarantined"
 
     @property
     def rerunnable(self) -> bool:
-        return bool(self.dag_id and self.run_id and self.task_id)
+        """A plain re-run (clear the task) can succeed: never on a quarantined dataset (release it first)."""
+        return bool(self.dag_id and self.run_id and self.task_id) and not self.quarantined
 
 
 @dataclass
@@ -178,12 +192,22 @@ def backlog(cfg: FacilityConfig, ledger: Ledger) -> list[Backlog]:
     for z in cfg.landing_zones:
         n, b, oldest = waiting.get(z.microscope, (0, 0, None))
         free = None
-        try:
-            free = shutil.disk_usage(z.path).free
-        except OSError:
-            pass
-        out.append(Backlog(z.microscope, str(z.path), n, b, oldest, int(failed.get(z.microscope, 0)), free))
+        missing = not _is_dir(z.path)
+        if not missing:
+            try:
+                free = shutil.disk_usage(z.path).free
+            except OSError:
+                missing = True
+        out.append(Backlog(z.microscope, str(z.path), n, b, oldest, int(failed.get(z.microscope, 0)), free,
+                           missing))
     return out
+
+
+def _is_dir(path: Any) -> bool:
+    try:
+        return Path(path).is_dir()
+    except OSError:
+        return False
 
 
 def failures(ledger: Ledger, *, limit: int = 50, microscope: str | None = None,
@@ -191,12 +215,12 @@ def failures(ledger: Ledger, *, limit: int = 50, microscope: str | None = None,
     """Datasets whose latest attempt of some stage failed (newest first), and run-level failures."""
     base = (select(StageStatus.event_id, Dataset.uid, Dataset.name, Dataset.microscope, StageStatus.stage,
                    StageStatus.error, StageStatus.updated_at, StageEvent.dag_id, StageEvent.run_id,
-                   StageEvent.task_id, StageEvent.map_index)
+                   StageEvent.task_id, StageEvent.map_index, StageStatus.state, Dataset.state, Dataset.reason)
             .join(Dataset, Dataset.id == StageStatus.dataset_id)
             .outerjoin(StageEvent, StageEvent.id == StageStatus.event_id)
-            .where(StageStatus.state == "failed"))
+            .where(StageStatus.state.in_(FAILED_STATES)))
     count_q = (select(func.count()).select_from(StageStatus).join(Dataset, Dataset.id == StageStatus.dataset_id)
-               .where(StageStatus.state == "failed"))
+               .where(StageStatus.state.in_(FAILED_STATES)))
     if microscope:
         base, count_q = base.where(Dataset.microscope == microscope), count_q.where(Dataset.microscope == microscope)
     if project:
@@ -208,14 +232,14 @@ def failures(ledger: Ledger, *, limit: int = 50, microscope: str | None = None,
               .where(StageEvent.dataset_id.is_(None)).order_by(StageEvent.id.desc()).limit(200))
     since = datetime.now(timezone.utc) - timedelta(days=7)
     with ledger.session() as s:
-        rows = [Failure(ev, uid, name, m, st, err, utc(at), d, r, t, mi)
-                for ev, uid, name, m, st, err, at, d, r, t, mi in
+        rows = [Failure(ev, uid, name, m, st, err, utc(at), d, r, t, mi, state, ds_state, ds_reason)
+                for ev, uid, name, m, st, err, at, d, r, t, mi, state, ds_state, ds_reason in
                 s.execute(base.order_by(StageStatus.updated_at.desc()).limit(limit))]
         total = int(s.scalar(count_q) or 0)
         if not (microscope or project):
-            runs = [Failure(ev, None, None, None, st, err, utc(at), d, r, t, mi)
+            runs = [Failure(ev, None, None, None, st, err, utc(at), d, r, t, mi, state)
                     for ev, state, st, err, at, d, r, t, mi in s.execute(runs_q)
-                    if state == "failed" and utc(at) >= since][:10]
+                    if state in FAILED_STATES and utc(at) >= since][:10]
             rows = runs + rows
             total += len(runs)
     return rows, total
@@ -309,15 +333,8 @@ def filter_choices(ledger: Ledger) -> dict[str, list[str]]:
 
 
 def human_bytes(n: int | None) -> str:
-    if n is None:
-        return "–"
-    step = 1024.0
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if abs(value) < step or unit == "PiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= step
-    return f"{n} B"
+    """Bytes in IEC units (MiB, GiB): the one convention of the dashboard and the CLI."""
+    return format_bytes(n)
 
 
 __all__ = ["Activity", "Backlog", "Failure", "Overview", "TierUsage", "Windows", "backlog", "backup_targets",

@@ -27,6 +27,7 @@ STAGE_TITLES = {
 }
 NOT_CONFIGURED = "not configured"
 PENDING = "pending"
+QUARANTINED = "quarantined"
 #: Core stages run wherever microfair runs; the others need configuration.
 CORE_STAGES = ("collect", "validate", "convert", "qc")
 
