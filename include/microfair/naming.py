@@ -26,6 +26,8 @@ ALLOWED = re.compile(r"^[A-Za-z0-9._-]+$")
 PROJECT = re.compile(r"^[A-Z][A-Z0-9]{1,9}$")
 WORD = re.compile(r"^[A-Za-z0-9-]+$")
 VERSION = re.compile(r"^v(\d{2,})$")
+#: A token written like a date (checked as a date only if it parses).
+DATE_LIKE = re.compile(r"^(?:1[89]|2\d)\d{2}(?:-\d{1,2}-\d{1,2}|\d{4})$")
 
 #: Multi-part extensions that belong together (checked before the last suffix).
 COMPOUND_EXTENSIONS = (".ome.tiff", ".ome.tif", ".ome.zarr", ".ome.btf")
@@ -55,8 +57,9 @@ class NameReport:
     name: str
     valid: bool
     violations: list[str] = field(default_factory=list)
-    suggestion: str | None = None
+    suggestion: str | None = None  # always a name that passes the check, or None
     tokens: NameTokens | None = None
+    notes: list[str] = field(default_factory=list)  # about the suggestion: a guessed date, or why there is none
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -64,6 +67,7 @@ class NameReport:
             "valid": self.valid,
             "violations": list(self.violations),
             "suggestion": self.suggestion,
+            "notes": list(self.notes),
             "tokens": None if self.tokens is None else {
                 "date": self.tokens.date.isoformat(), "project": self.tokens.project,
                 "description": list(self.tokens.description), "creator": self.tokens.creator,
@@ -102,8 +106,12 @@ def ascii_fold(text: str) -> str:
 
 
 def check_name(name: str, *, types: tuple[str, ...] | list[str] = ("RAW", "processed"), max_length: int = 128,
-               today: date | None = None) -> NameReport:
-    """Check ``name`` (a file name, no folders) against the convention; list every violation."""
+               today: date | None = None, suggest: bool = True) -> NameReport:
+    """Check ``name`` (a file name, no folders) against the convention; list every violation.
+
+    An invalid name gets a ``suggestion`` that itself passes the check, or none, with ``notes``
+    saying why (see :func:`suggest_name`). ``today`` enables the future-date check.
+    """
     violations: list[str] = []
     if len(name) >= max_length:
         violations.append(f"name is {len(name)} characters long; it must be under {max_length}")
@@ -152,18 +160,52 @@ def check_name(name: str, *, types: tuple[str, ...] | list[str] = ("RAW", "proce
             tokens = NameTokens(date=d, project=proj, creator=creator, kind=kind, condition=cond,
                                 version=int(vm.group(1)), extension=ext, description=tuple(middle))
     valid = not violations
-    return NameReport(name=name, valid=valid, violations=violations,
-                      suggestion=None if valid else suggest_name(name, types=types, max_length=max_length),
-                      tokens=tokens if valid else None)
+    suggestion, notes = (None, []) if valid or not suggest else _suggestion(
+        name, types=types, max_length=max_length, today=today)
+    return NameReport(name=name, valid=valid, violations=violations, suggestion=suggestion,
+                      tokens=tokens if valid else None, notes=notes)
+
+
+def _suggestion(name: str, *, types: tuple[str, ...] | list[str], max_length: int,
+                today: date | None) -> tuple[str | None, list[str]]:
+    """A suggestion that passes the check (verified), or None; with notes for people."""
+    notes: list[str] = []
+    candidate = _build_suggestion(name, types=types, max_length=max_length, default_date=today, notes=notes)
+    if candidate is None:
+        return None, notes
+    check = check_name(candidate, types=types, max_length=max_length, today=today, suggest=False)
+    if not check.valid:
+        return None, [*notes, "no compliant name could be made from it automatically ("
+                      + "; ".join(check.violations) + "); rename it by hand"]
+    return candidate, notes
 
 
 def suggest_name(name: str, *, types: tuple[str, ...] | list[str] = ("RAW", "processed"), max_length: int = 128,
-                 default_date: date | None = None) -> str:
-    """A compliant name as close to ``name`` as we can make it; unknown fields get placeholders."""
+                 default_date: date | None = None) -> str | None:
+    """A compliant name as close to ``name`` as we can make it, or None when none can be made.
+
+    Unknown fields get placeholders (``PROJ``, ``Creator``, ``Condition``). The date is never
+    invented for a name that holds an impossible one (``2024-02-31``): there is no suggestion.
+    A name without any date gets ``default_date`` (default: today), which ``check_name`` says in
+    its notes. The result is verified with :func:`check_name`.
+    """
+    notes: list[str] = []
+    candidate = _build_suggestion(name, types=types, max_length=max_length, default_date=default_date, notes=notes)
+    if candidate is None:
+        return None
+    ok = check_name(candidate, types=types, max_length=max_length, suggest=False).valid
+    return candidate if ok else None
+
+
+def _build_suggestion(name: str, *, types: tuple[str, ...] | list[str], max_length: int,
+                      default_date: date | None, notes: list[str]) -> str | None:
     stem, ext = split_extension(name)
     ext = ascii_fold(ext).lower() if ext else ""
     if ext and not ext.startswith("."):
         ext = "." + ext
+    if ext in ("", "."):
+        notes.append("no suggestion: the name has no file extension, and microfair does not guess the format")
+        return None
     raw_parts = [ascii_fold(p) for p in re.split(r"[_\s]+", stem)]
     parts = [p for p in raw_parts if p]
     d: date | None = None
@@ -174,7 +216,15 @@ def suggest_name(name: str, *, types: tuple[str, ...] | list[str] = ("RAW", "pro
             d = pd
         else:
             rest.append(p)
-    d = d or default_date or date.today()
+    if d is None:
+        impossible = [p for p in rest if DATE_LIKE.match(p)]
+        if impossible:
+            notes.append(f"no suggestion: cannot infer the acquisition date, {impossible[0]!r} is not a valid date; "
+                         "write the date of the acquisition as YYYY-MM-DD")
+            return None
+        d = default_date or date.today()
+        notes.append(f"no date in the name: {d.isoformat()}{'' if default_date else ' (today)'} is only a "
+                     "placeholder in the suggestion; use the date of the acquisition")
     version = 1
     kind = types[0]
     keep: list[str] = []
