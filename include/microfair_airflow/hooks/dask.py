@@ -93,6 +93,31 @@ class DaskHook(BaseHook):
         self._client: Any = None
         self._cluster: Any = None
 
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """The connection form (Airflow 3.2+ reads the same declaration from the provider info)."""
+        from microfair_airflow.provider import ui_field_behaviour
+
+        return ui_field_behaviour(cls.conn_type)
+
+    def test_connection(self, timeout: float = 5.0) -> tuple[bool, str]:
+        """Connect to the connection's scheduler within ``timeout`` seconds and count its workers.
+
+        The "Test" button of the Connections page; it never starts a local cluster.
+        """
+        try:
+            address = scheduler_address(self.get_connection(self.dask_conn_id))
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            return False, f"{type(exc).__name__}: {exc}"
+        try:
+            from distributed import Client
+
+            with Client(address, timeout=timeout, set_as_default=False) as client:
+                workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
+        except Exception as exc:  # noqa: BLE001 - OSError/TimeoutError from distributed, shown to the user
+            return False, f"no dask scheduler answered at {address} within {timeout:g} s ({type(exc).__name__}: {exc})"
+        return True, f"connected to the dask scheduler at {address}: {workers} worker(s)"
+
     def scheduler_address(self) -> str | None:
         """The scheduler address of the connection, or None when the connection does not exist."""
         from airflow.sdk.exceptions import AirflowNotFoundException
