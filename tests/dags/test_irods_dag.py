@@ -50,9 +50,8 @@ def test_with_a_connection_every_pending_dataset_is_registered(facility, airflow
     env = {
         "AIRFLOW_CONN_IRODS_DEFAULT": json.dumps({"conn_type": "irods", "host": "127.0.0.1", "port": 1247,
                                                   "login": "rods", "password": PASSWORD,
-                                                  "extra": {"zone": "tempZone"}}),
-        "MICROFAIR_IRODS_SESSION_FACTORY": "microfair.standins.irods_session:factory",
-        "MICROFAIR_IRODS_STANDIN_STATE": str(state),
+                                                  "extra": {"zone": "tempZone", "session_factory": "standin",
+                                                            "standin_state": str(state)}}),
         "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "include"), os.environ.get("PYTHONPATH", "")]),
     }
     result = run_dag("microfair_irods", airflow_home, config, extra_env=env)

@@ -1,4 +1,5 @@
-"""IrodsHook: python-irodsclient session options from an Airflow connection (no server needed)."""
+"""IrodsHook: python-irodsclient session options from an Airflow connection (no server needed),
+session factories selected by the connection extra ``session_factory``, and the Test button."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ pytest.importorskip("airflow.sdk")
 
 from airflow.sdk import Connection  # noqa: E402
 
-from microfair_airflow.hooks.irods import IrodsHook, session_options  # noqa: E402
+from microfair.standins.irods import RecordingSession  # noqa: E402
+from microfair_airflow.hooks import irods as irods_hook  # noqa: E402
+from microfair_airflow.hooks.irods import SESSION_FACTORY_GROUP, IrodsHook, session_options  # noqa: E402
+from microfair_airflow.provider import ui_field_behaviour  # noqa: E402
 
 PASSWORD = "S3cret-iRODS-pw-for-the-hook"
 
@@ -67,7 +71,6 @@ def test_a_connection_without_password_is_refused():
 
 def test_get_conn_builds_a_real_session_and_logs_no_password(monkeypatch, caplog, capsys, tmp_path):
     monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
-    monkeypatch.delenv("MICROFAIR_IRODS_SESSION_FACTORY", raising=False)
     monkeypatch.setenv("AIRFLOW_CONN_IRODS_UNIT", json.dumps({
         "conn_type": "irods", "host": "irods.facility.local", "port": 1247, "login": "mf", "password": PASSWORD,
         "extra": {"zone": "facZone", "client_server_policy": "CS_NEG_REQUIRE",
@@ -92,9 +95,110 @@ def test_get_conn_builds_a_real_session_and_logs_no_password(monkeypatch, caplog
 
 def test_test_connection_reports_an_unreachable_server(monkeypatch, tmp_path):
     monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
-    monkeypatch.delenv("MICROFAIR_IRODS_SESSION_FACTORY", raising=False)
     monkeypatch.setenv("AIRFLOW_CONN_IRODS_UNIT", json.dumps({
         "conn_type": "irods", "host": "127.0.0.1", "port": 9, "login": "mf", "password": PASSWORD,
         "extra": {"zone": "z", "connection_timeout": 5}}))
     ok, message = IrodsHook("irods_unit").test_connection()
     assert not ok and "127.0.0.1" in message and PASSWORD not in message
+
+
+class Registered:
+    """What ``session_factories()`` returns for one name: an entry point's ``load()``."""
+
+    def __init__(self, factory) -> None:
+        self.factory = factory
+
+    def load(self):
+        return self.factory
+
+
+@pytest.fixture
+def factories(monkeypatch, tmp_path):
+    """Test-only factories in place of the installed ones: the entry-point lookup is monkeypatched."""
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
+    made: list[tuple[RecordingSession, Connection]] = []
+
+    def recording(conn):
+        s = RecordingSession(zone=conn.schema or "tempZone", user=conn.login, groups=("microfair", "demo"))
+        made.append((s, conn))
+        return s
+
+    def leaky(conn):
+        raise ConnectionError(f"server refused {conn.login}:{conn.password}@{conn.host}")
+
+    found = {"recording": Registered(recording), "leaky": Registered(leaky)}
+    monkeypatch.setattr(irods_hook, "session_factories", lambda: found)
+    return made
+
+
+def set_conn(monkeypatch, conn_id: str = "irods_unit", **extra) -> None:
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({
+        "conn_type": "irods", "host": "irods.facility.local", "port": 1247, "login": "microfair",
+        "password": PASSWORD, "schema": "facZone", "extra": extra}))
+
+
+def test_the_extra_session_factory_selects_a_registered_factory(factories, monkeypatch):
+    set_conn(monkeypatch, session_factory="recording")
+    with IrodsHook("irods_unit").session() as s:
+        assert isinstance(s, RecordingSession) and (s.zone, s.username) == ("facZone", "microfair")
+    (made, conn), = factories
+    assert made is s and conn.password == PASSWORD  # the factory gets the whole connection
+    assert s.calls[-1] == ("session", "cleanup", "")
+
+
+def test_an_unknown_factory_is_refused_naming_the_installed_ones(factories, monkeypatch):
+    set_conn(monkeypatch, session_factory="recordnig")
+    with pytest.raises(ValueError, match=r"no iRODS session factory 'recordnig'.*installed: leaky, recording"):
+        IrodsHook("irods_unit").get_conn()
+    assert not factories
+
+
+def test_no_environment_variable_can_swap_the_session(factories, monkeypatch):
+    """The old ``MICROFAIR_IRODS_SESSION_FACTORY`` import hook is gone: without the extra, a real session."""
+    monkeypatch.setenv("MICROFAIR_IRODS_SESSION_FACTORY", "microfair.standins.irods_session:factory")
+    set_conn(monkeypatch)
+    session = IrodsHook("irods_unit").get_conn()
+    try:
+        assert type(session).__module__ == "irods.session" and not factories
+    finally:
+        session.cleanup()
+
+
+def test_the_real_lookup_reads_the_entry_point_group(monkeypatch):
+    calls = []
+
+    def fake_entry_points(group):
+        calls.append(group)
+        return []
+
+    monkeypatch.setattr(irods_hook, "entry_points", fake_entry_points)
+    assert irods_hook.session_factories() == {}
+    assert calls == [SESSION_FACTORY_GROUP] and SESSION_FACTORY_GROUP == "microfair.irods_sessions"
+
+
+def test_test_connection_logs_in_and_finds_the_home_collection(factories, monkeypatch):
+    set_conn(monkeypatch, session_factory="recording")
+    ok, message = IrodsHook("irods_unit").test_connection()
+    assert ok, message
+    assert "zone facZone as microfair" in message and "/facZone/home/microfair exists" in message
+    (s, _), = factories
+    assert s.calls_of("collections", "exists") == ["/facZone/home/microfair"]
+    assert s.calls[-1] == ("session", "cleanup", "") and PASSWORD not in message
+
+
+def test_test_connection_fails_on_a_missing_home_collection(factories, monkeypatch):
+    set_conn(monkeypatch, session_factory="recording", home_collection="/facZone/home/nobody")
+    ok, message = IrodsHook("irods_unit").test_connection()
+    assert not ok and "home collection /facZone/home/nobody does not exist" in message
+
+
+def test_test_connection_never_shows_the_password(factories, monkeypatch):
+    set_conn(monkeypatch, session_factory="leaky")
+    ok, message = IrodsHook("irods_unit").test_connection()
+    assert not ok and "ConnectionError: server refused microfair:***@irods.facility.local" in message
+    assert PASSWORD not in message
+
+
+def test_the_hook_offers_the_form_the_provider_declares():
+    assert IrodsHook.get_ui_field_behaviour() == ui_field_behaviour("irods")
+    assert IrodsHook.get_ui_field_behaviour()["relabeling"]["schema"] == "Zone"

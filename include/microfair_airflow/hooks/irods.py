@@ -21,20 +21,26 @@ Example (environment)::
         "login": "microfair", "password": "…", "extra": {"zone": "facilityZone",
         "client_server_policy": "CS_NEG_REQUIRE", "ssl_ca_certificate_file": "/etc/ssl/certs/facility-ca.pem"}}'
 
-The password is handed to the client only; it is never logged. ``MICROFAIR_IRODS_SESSION_FACTORY``
-(``module:callable``, called with the connection) replaces the session constructor: sites use it for
-an authentication scheme the connection fields do not cover, and the tests for the recording stand-in.
+The password is handed to the client only; it is never logged nor shown by the Test button.
+
+Session factories (the plugin point): the connection extra ``"session_factory": "<name>"`` makes the hook
+build its session with the entry point ``<name>`` of the group ``microfair.irods_sessions`` (a callable
+taking the Airflow connection and returning a session-like object), instead of python-irodsclient's
+``iRODSSession``. A site registers one for an authentication set-up the fields above do not cover; the
+package registers ``standin``, the in-memory zone of the demo and the tests. Without the extra, the
+session is always a real ``iRODSSession``.
 """
 
 from __future__ import annotations
 
-import importlib
-import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from airflow.sdk import BaseHook
+
+from microfair_airflow.provider import ui_field_behaviour
 
 #: TLS settings (python-irodsclient account attributes) and their defaults when TLS is on.
 TLS_DEFAULTS: dict[str, Any] = {"encryption_algorithm": "AES-256-CBC", "encryption_key_size": 32,
@@ -42,7 +48,24 @@ TLS_DEFAULTS: dict[str, Any] = {"encryption_algorithm": "AES-256-CBC", "encrypti
 TLS_KEYS = ("client_server_policy", "ssl_ca_certificate_file", "ssl_ca_certificate_path", "ssl_verify_server",
             *TLS_DEFAULTS)
 POLICIES = ("CS_NEG_REQUIRE", "CS_NEG_DONT_CARE", "CS_NEG_REFUSE")
-FACTORY_VAR = "MICROFAIR_IRODS_SESSION_FACTORY"
+#: Entry-point group of the session factories; the connection extra ``session_factory`` names one.
+SESSION_FACTORY_GROUP = "microfair.irods_sessions"
+
+
+def session_factories() -> dict[str, EntryPoint]:
+    """The installed session factories (entry points of ``microfair.irods_sessions``), by name."""
+    return {ep.name: ep for ep in entry_points(group=SESSION_FACTORY_GROUP)}
+
+
+def session_factory(name: str) -> Callable[[Any], Any]:
+    """The factory registered as ``name``; ValueError naming the installed ones when there is none."""
+    found = session_factories()
+    if name not in found:
+        installed = ", ".join(sorted(found)) or "none"
+        raise ValueError(f"no iRODS session factory {name!r} is installed (entry-point group "
+                         f"{SESSION_FACTORY_GROUP}; installed: {installed}); remove the connection extra "
+                         "'session_factory' to use python-irodsclient")
+    return found[name].load()
 
 
 def _extra(extra: dict[str, Any], key: str) -> Any:
@@ -90,6 +113,11 @@ def session_options(conn: Any) -> dict[str, Any]:
 
 
 class IrodsHook(BaseHook):
+    """An iRODS session from an Airflow connection (see the module docstring for its fields).
+
+    :param irods_conn_id: the Airflow connection of the iRODS account.
+    """
+
     conn_name_attr = "irods_conn_id"
     default_conn_name = "irods_default"
     conn_type = "irods"
@@ -98,6 +126,11 @@ class IrodsHook(BaseHook):
     def __init__(self, irods_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.irods_conn_id = irods_conn_id
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """The connection form (Airflow 3.2+ reads the same declaration from the provider info)."""
+        return ui_field_behaviour(cls.conn_type)
 
     @classmethod
     def configured(cls, conn_id: str) -> bool:
@@ -124,21 +157,38 @@ class IrodsHook(BaseHook):
             s.cleanup()
 
     def test_connection(self) -> tuple[bool, str]:
-        """Log in and ask the server its version (the "Test" button of the Connections page)."""
+        """Log in and check that the home collection exists (the "Test" button of the Connections page).
+
+        The home collection is the extra ``home_collection``, else ``/<zone>/home/<user>``. The message
+        never carries the password, even when the client's error would.
+        """
+        password = ""
         try:
+            conn = self.get_connection(self.irods_conn_id)
+            password = conn.password or ""
+            home = (conn.extra_dejson or {}).get("home_collection")
             with self.session() as s:
-                version = ".".join(str(v) for v in s.server_version)
-                return True, f"connected to iRODS {version} in zone {s.zone} as {s.username}"
+                home = home or f"/{s.zone}/home/{s.username}"
+                if not s.collections.exists(home):
+                    return False, (f"logged in to zone {s.zone} as {s.username}, but the home collection {home} "
+                                   "does not exist (set the extra 'home_collection')")
+                version = getattr(s, "server_version", None)
+                server = "iRODS " + ".".join(str(v) for v in version) if version else "iRODS"
+                return True, f"connected to {server} in zone {s.zone} as {s.username}; {home} exists"
         except Exception as exc:  # noqa: BLE001 - shown to the user, who needs the reason
-            return False, f"{type(exc).__name__}: {exc}"
+            message = f"{type(exc).__name__}: {exc}"
+            return False, message.replace(password, "***") if password else message
 
     def get_conn(self) -> Any:
-        """An ``iRODSSession`` (it connects on first use); close it with ``cleanup()``, or use :meth:`session`."""
+        """An ``iRODSSession`` (it connects on first use); close it with ``cleanup()``, or use :meth:`session`.
+
+        With the connection extra ``session_factory``, the session comes from that installed factory.
+        """
         conn = self.get_connection(self.irods_conn_id)
-        factory = os.environ.get(FACTORY_VAR)
-        if factory:
-            module, _, name = factory.partition(":")
-            return getattr(importlib.import_module(module), name)(conn)
+        name = (conn.extra_dejson or {}).get("session_factory")
+        if name:
+            self.log.info("iRODS: session from the factory %r (connection %s)", name, self.irods_conn_id)
+            return session_factory(str(name))(conn)
         from irods.session import iRODSSession
 
         opts = session_options(conn)
