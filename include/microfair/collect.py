@@ -1,17 +1,33 @@
 """Collect: pick finished acquisitions up from the landing zones into the raw tree.
 
-A file is *ready* when it is complete: its mtime is older than the zone's
-``stability_seconds`` and, when the zone sets ``completion_marker``, the marker
+A file is *ready* when it is quiescent: its size and mtime were the same at two
+looks at least ``stability_seconds`` apart (the first look is stored in the ledger
+as a ``discovered`` dataset with ``observed_at``, so this holds across separate
+scheduler runs) and, when the zone sets ``completion_marker``, the marker
 ``<file><marker>`` exists. Size and mtime are checked again just before and just
 after the copy; a file that moved in between is left for the next scan.
 
 The copy is checksummed while streaming (BLAKE3 + SHA-256, see
-:mod:`microfair.checksum`), written under ``.<name>.partial-<uid>``, fsynced, renamed
-atomically, re-read from disk and verified, then made read-only. The source is
-never modified. A partial file from an interrupted copy is resumed: its prefix is
-checked against the source and the copy goes on from there.
+:mod:`microfair.checksum`), written under ``.<name>.partial-<uid>``, fsynced, read
+back from disk (page cache dropped) and verified, made read-only, and only then
+published at its final name with :func:`microfair.publish.publish_file`, which never
+replaces anything. The raw path is claimed in the ledger (``datasets.raw_path`` is
+unique) *before* the copy, so of two acquisitions that map to one raw path exactly
+one wins; the other is quarantined as a name collision naming the winner. The
+source is never modified. A partial file from an interrupted copy is resumed: its
+prefix is checked against the source and the copy goes on from there.
 
-Where a file lands (``Project/Study/Experiment``):
+A landing file that changes after it was collected is a new *version* of the same
+acquisition (uid ``dataset_uid(microscope, relpath, "v<N>")``): it waits for
+quiescence again, is collected as ``<stem>.v<N><ext>`` beside the first one, and the
+earlier version becomes ``superseded`` (its raw copy is kept).
+
+A dataset whose pipeline stopped half-way (collected, validated or converted, its
+last stage event failed or interrupted, nothing running) is offered again by
+:func:`scan`; :func:`collect` then re-uses the verified raw copy.
+
+Where a file lands (``Project/Study/Experiment``), every part made safe by
+:func:`microfair.safepath.safe_join` (a name that cannot be made safe is quarantined):
 
 * ``tree: folders`` (default): the first three folders below the landing zone are
   Project, Study, Experiment; deeper folders are kept below Experiment. Levels
@@ -24,28 +40,32 @@ Where a file lands (``Project/Study/Experiment``):
 from __future__ import annotations
 
 import errno
-import hashlib
+import fcntl
 import logging
 import os
 import shutil
-import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
 from microfair.checksum import CHUNK, Digest, StreamingDigest, blake3_file, digest_file
-from microfair.config import FacilityConfig, LandingZone
-from microfair.ledger import Ledger, RunContext
-from microfair.metadata.sidecar import sidecar_path_for
-from microfair.naming import ascii_fold, check_name
+from microfair.config import FacilityConfig
+from microfair.landing import (IGNORED_SUFFIXES, SETTLED_STATES, SIDECAR_SUFFIX, UNFINISHED_STATES, Acquisition,
+                               ScanResult, Waiting, dataset_uid, scan, version_uid)
+from microfair.ledger import Dataset, Ledger, RunContext
+from microfair.metadata.sidecar import raw_sidecar_path, sidecar_path_for
+from microfair.naming import check_name, split_extension
+from microfair.publish import publish_file
 from microfair.quarantine import quarantine
+from microfair.safepath import UnsafeName, safe_component, safe_join
+
+__all__ = ["IGNORED_SUFFIXES", "SETTLED_STATES", "SIDECAR_SUFFIX", "Acquisition", "CollectError", "DestinationFull",
+           "NotReady", "Rejected", "ScanResult", "Waiting", "collect", "copy_verified", "dataset_uid", "destination",
+           "scan", "version_uid"]
 
 log = logging.getLogger(__name__)
-
-SIDECAR_SUFFIX = ".meta.yaml"  # sidecars are `<stem>.meta.yaml` (or `<name>.meta.yaml`)
-IGNORED_SUFFIXES = (".partial", ".part", ".tmp", ".crdownload", ".reason.json", SIDECAR_SUFFIX)
-#: Dataset states after which a scan does not pick the same unchanged file up again.
-SETTLED_STATES = ("collected", "validated", "converted", "qc_done", "quarantined")
 
 
 class CollectError(Exception):
@@ -55,7 +75,7 @@ class CollectError(Exception):
 
 
 class NotReady(CollectError):
-    """The file is still being written (or moved) and is left for the next scan."""
+    """The file is still being written (or moved, or collected by another worker) and is left for later."""
 
 
 class DestinationFull(CollectError):
@@ -63,124 +83,47 @@ class DestinationFull(CollectError):
 
 
 class Rejected(CollectError):
-    """The file can never be collected as it is (empty, or a name collision): it goes to quarantine."""
+    """The file can never be collected as it is (empty, unsafe name, name collision): it goes to quarantine."""
 
     retryable = False
 
 
-@dataclass(frozen=True)
-class Acquisition:
-    """A file in a landing zone that is complete and waiting to be collected."""
-
-    uid: str
-    microscope: str
-    source: str
-    relpath: str
-    size: int
-    mtime_ns: int
-
-    def to_dict(self) -> dict[str, object]:
-        return dict(self.__dict__)
+class Collision(Rejected):
+    """Something that is not this acquisition's copy is already at the final name."""
 
 
-@dataclass(frozen=True)
-class Waiting:
-    microscope: str
-    source: str
-    why: str
-
-
-@dataclass(frozen=True)
-class ScanResult:
-    ready: list[Acquisition]
-    waiting: list[Waiting]
-
-
-def dataset_uid(microscope: str, relpath: str, variant: str = "") -> str:
-    """Stable identifier of an acquisition: its microscope and its path in the landing zone.
-
-    A file rewritten in place after it was collected is another acquisition: it gets
-    a ``variant`` (its mtime and size) so that the first dataset keeps its history.
-    """
-    key = f"{microscope}\0{relpath}" + (f"\0{variant}" if variant else "")
-    return "mf-" + hashlib.sha256(key.encode()).hexdigest()[:16]
-
-
-def _is_acquisition(path: Path, zone: LandingZone) -> bool:
-    name = path.name
-    if name.startswith(".") or name.endswith(IGNORED_SUFFIXES):
-        return False
-    if zone.completion_marker and name.endswith(zone.completion_marker):
-        return False
-    return True
-
-
-def _readiness(path: Path, st: os.stat_result, zone: LandingZone, now: float) -> str | None:
-    age = now - st.st_mtime
-    if age < zone.stability_seconds:
-        return f"modified {age:.0f}s ago; waiting until unchanged for {zone.stability_seconds:.0f}s"
-    if zone.completion_marker and not Path(str(path) + zone.completion_marker).exists():
-        return f"completion marker {path.name}{zone.completion_marker} not there yet"
-    return None
-
-
-def scan(cfg: FacilityConfig, ledger: Ledger, *, now: float | None = None) -> ScanResult:
-    """List complete acquisitions not collected yet, and what is still waiting (and why)."""
-    now = time.time() if now is None else now
-    ready: list[Acquisition] = []
-    waiting: list[Waiting] = []
-    for zone in cfg.landing_zones:
-        if not zone.path.is_dir():
-            log.error("landing zone %s of microscope %s does not exist or is not mounted", zone.path, zone.microscope)
-            waiting.append(Waiting(zone.microscope, str(zone.path), "landing zone missing or not mounted"))
-            continue
-        for path in sorted(zone.path.rglob("*")):
-            if path.is_symlink() or not path.is_file() or not _is_acquisition(path, zone):
-                continue
-            rel = path.relative_to(zone.path).as_posix()
-            try:
-                st = path.stat()
-            except OSError:
-                continue
-            uid = dataset_uid(zone.microscope, rel)
-            known = ledger.get(uid)
-            if known and known.state in SETTLED_STATES and not _same_file(st, known.size_bytes, known.source_mtime_ns):
-                uid = dataset_uid(zone.microscope, rel, f"{st.st_mtime_ns}:{st.st_size}")
-                known = ledger.get(uid)
-            if known and known.state in SETTLED_STATES:
-                continue
-            why = _readiness(path, st, zone, now)
-            if why:
-                waiting.append(Waiting(zone.microscope, str(path), why))
-                continue
-            ready.append(Acquisition(uid, zone.microscope, str(path), rel, st.st_size, st.st_mtime_ns))
-    log.info("scan: %d acquisition(s) ready, %d waiting", len(ready), len(waiting))
-    return ScanResult(ready, waiting)
-
-
-def register(ledger: Ledger, acq: Acquisition) -> None:
-    """Make sure the acquisition has a dataset row (idempotent)."""
+def register(ledger: Ledger, acq: Acquisition) -> Dataset:
+    """Make sure the acquisition has a dataset row (idempotent); returns it."""
     known = ledger.get(acq.uid)
     fields = dict(microscope=acq.microscope, source_path=acq.source, name=Path(acq.relpath).name,
                   size_bytes=acq.size, source_mtime_ns=acq.mtime_ns)
     if known is None:
-        ledger.upsert_dataset(acq.uid, state="discovered", **fields)
-    elif known.state in ("discovered", "failed"):
-        ledger.update(acq.uid, **fields)
+        return ledger.upsert_dataset(acq.uid, state="discovered", **fields)
+    if known.state in ("discovered", "failed"):
+        return ledger.update(acq.uid, **fields)
+    return known
 
 
-def destination(cfg: FacilityConfig, acq: Acquisition) -> Path:
-    """Where the raw copy goes: ``<raw>/<Project>/<Study>/<Experiment>[/deeper folders]/<name>``."""
+def destination(cfg: FacilityConfig, acq: Acquisition, version: int = 1) -> Path:
+    """Where the raw copy goes: ``<raw>/<Project>/<Study>/<Experiment>[/deeper folders]/<name>``.
+
+    Version N > 1 of a landing file is ``<stem>.v<N><ext>`` beside version 1. Every part is made
+    safe (:func:`microfair.safepath.safe_join`); :class:`~microfair.safepath.UnsafeName` when one cannot be.
+    """
     zone = cfg.zone(acq.microscope)
     rel = Path(acq.relpath)
     report = check_name(rel.name, types=cfg.naming.types, max_length=cfg.naming.max_length)
     tokens = report.tokens
-    folders = [ascii_fold(p) or "_" for p in rel.parent.parts] if zone.tree == "folders" else []
+    folders = list(rel.parent.parts) if zone.tree == "folders" else []
     mdate = datetime.fromtimestamp(acq.mtime_ns / 1e9, tz=timezone.utc).date().isoformat()
     project = folders[0] if len(folders) > 0 else (tokens.project if tokens else "_unsorted")
     study = folders[1] if len(folders) > 1 else ((tokens.study if tokens else None) or acq.microscope)
     experiment = folders[2] if len(folders) > 2 else (tokens.date.isoformat() if tokens else mdate)
-    return cfg.storage.raw.joinpath(project, study, experiment, *folders[3:], rel.name)
+    name = safe_component(rel.name)
+    if version > 1:
+        stem, ext = split_extension(name)
+        name = f"{stem}.v{version}{ext}"
+    return safe_join(cfg.storage.raw, project, study, experiment, *folders[3:], name)
 
 
 def _same_file(st_a: os.stat_result, size: int | None, mtime_ns: int | None) -> bool:
@@ -212,50 +155,83 @@ def _resume_prefix(src, tmp: Path) -> tuple[int, StreamingDigest]:
     return kept, digest
 
 
-def copy_verified(source: Path, dest: Path, *, tag: str, expect_size: int, expect_mtime_ns: int) -> Digest:
-    """Checksummed, resumable, atomic copy of ``source`` to ``dest``; returns the digests.
+def _os_error(exc: OSError, dest: Path, doing: str) -> CollectError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DestinationFull(f"{dest.parent} ran out of space {doing}: {exc.strerror}")
+    if exc.errno == errno.ENAMETOOLONG:
+        return Rejected(f"file name too long for the raw tree's file system ({len(os.fsencode(dest.name))} "
+                        f"bytes, plus the temporary name): {dest.name[:60]}…")
+    raise exc
 
-    Raises :class:`NotReady` when the source changes during the copy and
-    :class:`DestinationFull` when the file system runs out of space (the partial
-    copy is kept so that a retry resumes once space is freed).
+
+def copy_verified(source: Path, dest: Path, *, tag: str, expect_size: int, expect_mtime_ns: int,
+                  stats: dict[str, int] | None = None) -> Digest:
+    """Checksummed, resumable copy of ``source`` to ``dest``, published only once verified; returns the digests.
+
+    The temporary ``.<name>.partial-<tag>`` is locked while it is written (a second worker on the
+    same acquisition gets :class:`NotReady`), fsynced, read back without the page cache and compared
+    with the digest taken while copying, made read-only, and only then published at ``dest`` with
+    :func:`~microfair.publish.publish_file`, which never replaces anything (:class:`Collision` if
+    something is there). :class:`NotReady` when the source changes during the copy,
+    :class:`DestinationFull` when the file system runs out of space (the partial copy is kept so that a
+    retry resumes once space is freed), :class:`Rejected` when the name is too long for the file system.
+    ``stats`` (optional) receives ``resumed_at`` and ``bytes_written``.
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.partial-{tag}")
-    free = shutil.disk_usage(dest.parent).free
-    already = tmp.stat().st_size if tmp.exists() else 0
-    if free < expect_size - already:
-        raise DestinationFull(f"{dest.parent} has {free} bytes free; the copy needs {expect_size - already} more")
     try:
-        with open(source, "rb", buffering=0) as src:
-            kept, digest = _resume_prefix(src, tmp)
-            if kept:
-                log.info("%s: resuming the copy at byte %d of %d", tag, kept, expect_size)
-            with open(tmp, "ab" if kept else "wb") as out:
-                while chunk := src.read(CHUNK):
-                    out.write(chunk)
-                    digest.update(chunk)
-                out.flush()
-                os.fsync(out.fileno())
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(dest.parent).free
+        already = tmp.stat().st_size if tmp.exists() else 0
+        if free < expect_size - already:
+            raise DestinationFull(f"{dest.parent} has {free} bytes free; the copy needs {expect_size - already} more")
+        lock = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o600)
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise DestinationFull(f"{dest.parent} ran out of space during the copy: {exc.strerror}") from exc
-        raise
-    result = digest.digest()
-    if not _same_file(source.stat(), expect_size, expect_mtime_ns) or result.size != expect_size:
-        tmp.unlink(missing_ok=True)
-        raise NotReady(f"{source} changed while it was being copied; it will be picked up at the next scan")
-    os.replace(tmp, dest)
-    dir_fd = os.open(dest.parent, os.O_RDONLY)
+        raise _os_error(exc, dest, "before the copy") from exc
     try:
-        os.fsync(dir_fd)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise NotReady(f"{source} is being collected by another worker right now") from None
+        written = 0
+        try:
+            with open(source, "rb", buffering=0) as src:
+                kept, digest = _resume_prefix(src, tmp)
+                if kept:
+                    log.info("%s: resuming the copy at byte %d of %d", tag, kept, expect_size)
+                with open(tmp, "ab" if kept else "wb") as out:
+                    while chunk := src.read(CHUNK):
+                        out.write(chunk)
+                        digest.update(chunk)
+                        written += len(chunk)
+                    out.flush()
+                    os.fsync(out.fileno())
+        except OSError as exc:
+            raise _os_error(exc, dest, "during the copy") from exc
+        if stats is not None:
+            stats.update(resumed_at=kept, bytes_written=written)
+        result = digest.digest()
+        if not _same_file(source.stat(), expect_size, expect_mtime_ns) or result.size != expect_size:
+            tmp.unlink(missing_ok=True)
+            raise NotReady(f"{source} changed while it was being copied; it will be picked up at the next scan")
+        on_disk = blake3_file(tmp, drop_cache=True)
+        if on_disk != result.blake3:
+            tmp.unlink(missing_ok=True)
+            raise CollectError(f"verification failed: {tmp} reads back as {on_disk}, copied {result.blake3}")
+        tmp.chmod(0o444)
+        try:
+            publish_file(tmp, dest)
+        except FileExistsError:
+            # Whoever holds this raw path's ledger claim publishes here; the same bytes are another worker's
+            # copy of this very acquisition, anything else is a stranger: never replaced, never adopted.
+            tmp.unlink()
+            there = blake3_file(dest)
+            if there != result.blake3:
+                raise Collision(f"name collision: {dest} appeared during the copy with other content "
+                                f"(blake3 {there[:12]}… vs {result.blake3[:12]}…)") from None
+            log.info("%s: %s was published meanwhile with the same content", tag, dest)
+        return result
     finally:
-        os.close(dir_fd)
-    on_disk = blake3_file(dest, drop_cache=True)
-    if on_disk != result.blake3:
-        dest.unlink()
-        raise CollectError(f"verification failed: {dest} reads back as {on_disk}, copied {result.blake3}")
-    dest.chmod(0o444)
-    return result
+        os.close(lock)
 
 
 def _find_sidecar(source: Path) -> Path | None:
@@ -266,14 +242,77 @@ def _find_sidecar(source: Path) -> Path | None:
     return None
 
 
+def _claim(ledger: Ledger, uid: str, dest: Path) -> str | None:
+    """Record ``dest`` as this dataset's raw path; returns the uid holding it instead, if any."""
+    try:
+        ledger.update(uid, raw_path=str(dest))
+        return None
+    except IntegrityError:
+        with ledger.session() as s:
+            return s.scalar(select(Dataset.uid).where(Dataset.raw_path == str(dest))) or "(unknown)"
+
+
+def _reuse(ds: Dataset) -> Digest | None:
+    """The verified raw copy of a dataset that is collected already, re-checked (BLAKE3), or None."""
+    if ds.state not in (*UNFINISHED_STATES, "qc_done") or not ds.raw_path or not ds.blake3:
+        return None
+    raw = Path(ds.raw_path)
+    if not raw.is_file() or raw.stat().st_size != ds.size_bytes or blake3_file(raw) != ds.blake3:
+        raise CollectError(f"{ds.uid}: raw copy {raw} is missing or no longer matches the ledger; "
+                           "a person must look (it is read-only)")
+    return Digest(size=ds.size_bytes or 0, sha256=ds.sha256 or "", blake3=ds.blake3)
+
+
+def _publish_sidecar(ledger: Ledger, uid: str, source: Path, dest: Path) -> None:
+    """Copy the user's sidecar to ``<raw name>.meta.yaml``: one per raw copy, never shared."""
+    sidecar = _find_sidecar(source)
+    if sidecar is None:
+        return
+    side_dest = raw_sidecar_path(dest)
+    st = sidecar.stat()
+    if side_dest.exists():
+        # Only this dataset holds ``dest`` (ledger claim), so this is a copy from an earlier attempt.
+        side = digest_file(side_dest)
+        if side.sha256 != digest_file(sidecar).sha256:
+            side_dest.chmod(0o644)
+            side_dest.unlink()
+    if not side_dest.exists():
+        side = copy_verified(sidecar, side_dest, tag=uid, expect_size=st.st_size, expect_mtime_ns=st.st_mtime_ns)
+    ledger.add_file(uid, "sidecar", side_dest, size_bytes=side.size, sha256=side.sha256, blake3=side.blake3)
+
+
+def _supersede(ledger: Ledger, acq: Acquisition, ds: Dataset) -> str | None:
+    """Mark the earlier versions of this landing file superseded (their raw copies stay); returns the last."""
+    last = None
+    for v in range(1, ds.version):
+        old = ledger.get(version_uid(acq.microscope, acq.relpath, v))
+        if old is None or old.state in ("quarantined", "superseded"):
+            continue
+        ledger.update(old.uid, state="superseded", superseded_by=acq.uid,
+                      reason=f"superseded by version {ds.version} ({acq.uid}): the landing file changed")
+        log.info("%s: version %d superseded by %s", old.uid, old.version, acq.uid)
+        last = old.uid
+    return last
+
+
+def _to_quarantine(cfg: FacilityConfig, ledger: Ledger, acq: Acquisition, outcome, reason: str,
+                   details: dict | None = None) -> str:
+    ledger.update(acq.uid, raw_path=None)  # release any claim on the raw path
+    outcome.state, outcome.error = "failed", reason
+    outcome.details = details or {}
+    quarantine(cfg, ledger, acq.uid, stage="collect", reason=reason, file=Path(acq.source), details=details)
+    return "quarantined"
+
+
 def collect(cfg: FacilityConfig, ledger: Ledger, acq: Acquisition, ctx: RunContext | None = None) -> str:
     """Collect one acquisition into the raw tree. Returns the dataset state afterwards.
 
-    Empty files and name collisions are quarantined (state ``quarantined``);
-    a file still being written raises :class:`NotReady`; a full destination
-    raises :class:`DestinationFull` (retryable). Everything is in the ledger.
+    Empty files, names that cannot be made safe and name collisions are quarantined (state
+    ``quarantined``, with the reason); a file still being written raises :class:`NotReady`; a full
+    destination raises :class:`DestinationFull` (retryable). A dataset collected already (offered again
+    because a later stage stopped) keeps its verified raw copy. Everything is in the ledger.
     """
-    register(ledger, acq)
+    ds = register(ledger, acq)
     source = Path(acq.source)
     with ledger.stage(acq.uid, "collect", ctx) as outcome:
         try:
@@ -282,45 +321,57 @@ def collect(cfg: FacilityConfig, ledger: Ledger, acq: Acquisition, ctx: RunConte
             raise NotReady(f"{source} disappeared from the landing zone before it could be collected") from None
         if not _same_file(st, acq.size, acq.mtime_ns):
             raise NotReady(f"{source} changed since the scan; it will be picked up at the next scan")
+        reused = _reuse(ds)
+        if reused is not None:
+            log.info("%s: already collected at %s (BLAKE3 re-checked); not copied again", acq.uid, ds.raw_path)
+            outcome.bytes, outcome.checksum = reused.size, f"sha256:{reused.sha256}"
+            outcome.details = {"raw_path": ds.raw_path, "reused": True, "bytes_written": 0}
+            return "collected"
         if st.st_size == 0:
-            reason = "empty file (0 bytes): the acquisition software wrote nothing"
-            outcome.state, outcome.error = "failed", reason
-            quarantine(cfg, ledger, acq.uid, stage="collect", reason=reason, file=source)
-            return "quarantined"
-        dest = destination(cfg, acq)
-        if dest.exists():
-            existing = digest_file(dest)
-            new = digest_file(source)
-            if existing.sha256 != new.sha256:
-                reason = (f"name collision: {dest} already holds different content "
-                          f"(sha256 {existing.sha256[:12]}… vs {new.sha256[:12]}…)")
-                outcome.state, outcome.error = "failed", reason
-                outcome.details = {"existing_raw_copy": str(dest)}
-                quarantine(cfg, ledger, acq.uid, stage="collect", reason=reason, file=source,
-                           details={"existing_raw_copy": str(dest), "sha256": new.sha256})
-                return "quarantined"
-            result = existing
-            log.info("%s: %s is already in the raw tree with the same content", acq.uid, dest)
-        else:
-            log.info("%s: copying %s (%d bytes) to %s", acq.uid, source, acq.size, dest)
-            result = copy_verified(source, dest, tag=acq.uid, expect_size=acq.size, expect_mtime_ns=acq.mtime_ns)
-        dest.chmod(0o444)
-        ledger.add_file(acq.uid, "raw", dest, size_bytes=result.size, sha256=result.sha256, blake3=result.blake3)
-        sidecar = _find_sidecar(source)
-        if sidecar is not None:
-            side_dest = sidecar_path_for(dest)
-            if not side_dest.exists():
-                side = copy_verified(sidecar, side_dest, tag=acq.uid, expect_size=sidecar.stat().st_size,
-                                     expect_mtime_ns=sidecar.stat().st_mtime_ns)
+            return _to_quarantine(cfg, ledger, acq, outcome,
+                                  "empty file (0 bytes): the acquisition software wrote nothing")
+        try:
+            dest = destination(cfg, acq, ds.version)
+        except UnsafeName as exc:
+            return _to_quarantine(cfg, ledger, acq, outcome, f"unsafe name: {exc}")
+        holder = _claim(ledger, acq.uid, dest)
+        if holder is not None:
+            return _to_quarantine(cfg, ledger, acq, outcome,
+                                  f"name collision: {dest} already holds another acquisition's file (uid {holder})",
+                                  {"existing_raw_copy": str(dest), "holder": holder})
+        stats: dict[str, int] = {}
+        try:
+            if dest.exists():
+                result = _adopt(dest, source)
             else:
-                side = digest_file(side_dest)
-            ledger.add_file(acq.uid, "sidecar", side_dest, size_bytes=side.size, sha256=side.sha256,
-                            blake3=side.blake3)
+                log.info("%s: copying %s (%d bytes) to %s", acq.uid, source, acq.size, dest)
+                result = copy_verified(source, dest, tag=acq.uid, expect_size=acq.size,
+                                       expect_mtime_ns=acq.mtime_ns, stats=stats)
+        except Rejected as exc:
+            return _to_quarantine(cfg, ledger, acq, outcome, str(exc), {"existing_raw_copy": str(dest)})
+        ledger.add_file(acq.uid, "raw", dest, size_bytes=result.size, sha256=result.sha256, blake3=result.blake3)
+        _publish_sidecar(ledger, acq.uid, source, dest)
         project, study, experiment = dest.relative_to(cfg.storage.raw).parts[:3]
         ledger.update(acq.uid, state="collected", reason=None, raw_path=str(dest), sha256=result.sha256,
                       blake3=result.blake3, project=project, study=study, experiment=experiment,
                       collected_at=datetime.now(timezone.utc))
+        supersedes = _supersede(ledger, acq, ds) if ds.version > 1 else None
         outcome.bytes, outcome.checksum = result.size, f"sha256:{result.sha256}"
-        outcome.details = {"raw_path": str(dest)}
+        outcome.details = {"raw_path": str(dest), "version": ds.version, **stats,
+                           **({"supersedes": supersedes} if supersedes else {})}
     log.info("%s: collected %s (sha256 %s)", acq.uid, dest, result.sha256)
     return "collected"
+
+
+def _adopt(dest: Path, source: Path) -> Digest:
+    """``dest`` exists although this dataset holds its claim: an earlier attempt published it, or a stranger.
+
+    The same content is adopted (no copy); anything else is a :class:`Collision`.
+    """
+    existing, new = digest_file(dest), digest_file(source)
+    if existing.sha256 != new.sha256:
+        raise Collision(f"name collision: {dest} already holds a file no dataset claims, with different "
+                        f"content (sha256 {existing.sha256[:12]}… vs {new.sha256[:12]}…)")
+    log.info("%s is already in the raw tree with the same content (an earlier attempt published it)", dest)
+    dest.chmod(0o444)
+    return new

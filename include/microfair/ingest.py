@@ -25,21 +25,23 @@ from microfair.config import FacilityConfig
 from microfair.ledger import Dataset, Ledger, RunContext
 from microfair.naming import check_name, split_extension
 from microfair.quarantine import quarantine
+from microfair.safepath import safe_join
 
 log = logging.getLogger(__name__)
 
 
-def _tree(cfg: FacilityConfig, ds: Dataset) -> Path:
-    return Path(ds.raw_path).parent.relative_to(cfg.storage.raw)
+def _tree(cfg: FacilityConfig, ds: Dataset) -> tuple[str, ...]:
+    return Path(ds.raw_path).parent.relative_to(cfg.storage.raw).parts
 
 
 def report_dir(cfg: FacilityConfig, ds: Dataset) -> Path:
-    return cfg.storage.reports / _tree(cfg, ds) / ds.name
+    """``<reports>/<tree>/<raw name>/`` (the raw name, so that each version has its own), made safe."""
+    return safe_join(cfg.storage.reports, *_tree(cfg, ds), Path(ds.raw_path).name)
 
 
 def zarr_path(cfg: FacilityConfig, ds: Dataset) -> Path:
-    stem, _ = split_extension(ds.name)
-    return cfg.storage.converted / _tree(cfg, ds) / f"{stem}.ome.zarr"
+    stem, _ = split_extension(Path(ds.raw_path).name)
+    return safe_join(cfg.storage.converted, *_tree(cfg, ds), f"{stem}.ome.zarr")
 
 
 def write_json(path: Path, body: Any) -> Path:

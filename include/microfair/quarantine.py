@@ -9,50 +9,62 @@ records the same reason, which the CLI and the dashboard show.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import shutil
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+from microfair.checksum import blake3_file
 from microfair.config import FacilityConfig
 from microfair.ledger import Ledger
+from microfair.publish import publish_file
+from microfair.safepath import UnsafeName, safe_join
 
 log = logging.getLogger(__name__)
 
+#: Folder (under ``<quarantine>/<microscope>/``) for files whose own name cannot be made safe.
+UNSAFE_NAMES = "_unsafe-names"
 
-def quarantine_path(cfg: FacilityConfig, microscope: str, relpath: str) -> Path:
-    return cfg.storage.quarantine / microscope / relpath
+
+class QuarantineError(OSError):
+    """Quarantine could not keep the file (for example a full disk); nothing was left behind. Retry later."""
+
+    retryable = True
+
+
+def quarantine_path(cfg: FacilityConfig, microscope: str, relpath: str, uid: str | None = None) -> Path:
+    """``<quarantine>/<microscope>/<relpath>`` made safe; a name that cannot be made safe goes to
+    ``<quarantine>/<microscope>/_unsafe-names/<uid>/file`` (the original name is in the reason file)."""
+    try:
+        return safe_join(cfg.storage.quarantine, microscope, *PurePosixPath(relpath).parts)
+    except UnsafeName:
+        return safe_join(cfg.storage.quarantine, microscope, UNSAFE_NAMES, uid or "unknown", "file")
 
 
 def quarantine(cfg: FacilityConfig, ledger: Ledger, uid: str, *, stage: str, reason: str,
                file: Path | None, move: bool = False, details: dict[str, Any] | None = None) -> Path:
     """Put ``file`` (or nothing, if it is gone or empty) into quarantine and record why.
 
-    ``move=True`` moves a raw copy out of the raw tree; otherwise the file is copied.
+    ``move=True`` moves a raw copy out of the raw tree; otherwise the file is copied. Either way the
+    file appears in quarantine only complete, and never over another file (a second file for the same
+    place gets ``<uid>_<name>``). A full disk raises :class:`QuarantineError` and leaves no partial.
     Returns the folder entry for the dataset in quarantine.
     """
     ds = ledger.require(uid)
     rel = _relative_to_zone(cfg, ds.microscope, ds.source_path)
-    target = quarantine_path(cfg, ds.microscope, rel)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target = quarantine_path(cfg, ds.microscope, rel, uid)
     if file is not None and file.exists():
-        if move:
-            if file.resolve() != target.resolve():
-                file.chmod(0o644)
-                shutil.move(str(file), target)
-        else:
-            tmp = target.with_name(f".{target.name}.partial")
-            shutil.copyfile(file, tmp)
-            os.replace(tmp, target)
-        target.chmod(0o444)
+        target = _keep(file, target, uid, move=move)
     note = {
         "uid": uid, "microscope": ds.microscope, "source": ds.source_path, "stage": stage, "reason": reason,
         "quarantined_at": datetime.now(timezone.utc).isoformat(), "file": str(target) if target.exists() else None,
         **(details or {}),
     }
+    target.parent.mkdir(parents=True, exist_ok=True)
     reason_file = target.with_name(target.name + ".reason.json")
     reason_file.write_text(json.dumps(note, indent=2), encoding="utf-8")
     ledger.update(uid, state="quarantined", reason=f"{stage}: {reason}",
@@ -62,6 +74,50 @@ def quarantine(cfg: FacilityConfig, ledger: Ledger, uid: str, *, stage: str, rea
     ledger.put_record(uid, "quarantine", note)
     log.warning("%s quarantined at %s stage: %s (kept at %s)", uid, stage, reason, target)
     return target
+
+
+def _keep(file: Path, target: Path, uid: str, *, move: bool) -> Path:
+    """Copy (or move) ``file`` to ``target`` exclusively; returns where it is now."""
+    if move and file.resolve() == target.resolve():
+        return target
+    tmp = target.with_name(f".{target.name}.partial-{uid}")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if move:
+            file.chmod(0o644)
+        try:
+            if not move:
+                raise OSError(errno.EXDEV, "copy requested")
+            os.link(file, tmp)  # same file system: the raw copy keeps its inode, no bytes copied
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK):
+                raise
+            shutil.copyfile(file, tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+        os.chmod(tmp, 0o444)
+        final = _publish(tmp, target, uid)
+        if move:
+            file.unlink()
+        return final
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise QuarantineError(exc.errno, f"quarantine {target.parent} ran out of space keeping {file.name}; "
+                                  "nothing was left behind, retry once space is freed") from exc
+        raise
+
+
+def _publish(tmp: Path, target: Path, uid: str) -> Path:
+    for final in (target, target.with_name(f"{uid}_{target.name}")):
+        try:
+            publish_file(tmp, final)
+            return final
+        except FileExistsError:
+            if blake3_file(final) == blake3_file(tmp):
+                tmp.unlink()
+                return final
+    raise FileExistsError(errno.EEXIST, "quarantine already holds other files at both names", str(target))
 
 
 def _relative_to_zone(cfg: FacilityConfig, microscope: str, source: str) -> str:

@@ -76,7 +76,8 @@ def test_bad_name_is_quarantined_when_the_policy_says_so(facility_config, ledger
     assert validate_dataset(facility_config, ledger, uid) == "quarantined"
     ds = ledger.require(uid)
     assert "convention" in ds.reason and ds.raw_path is None
-    assert (facility_config.storage.quarantine / ds.microscope / "bad name.ome.tiff").exists()
+    # quarantine names are made safe like every path from outside input (safepath): the blank is folded
+    assert (facility_config.storage.quarantine / ds.microscope / "bad-name.ome.tiff").exists()
     assert src.exists()
 
 

@@ -31,6 +31,7 @@ import dask.array as da
 import numpy as np
 
 from microfair.config.core import ConversionSettings, QcThresholds
+from microfair.publish import publish_dir
 from microfair.convert.guard import watch_reader_warnings
 from microfair.convert.layout import ChannelPlan, ImagePlan, default_window, group_attributes, validate, write_container, write_image
 from microfair.convert.memory import memory_plan
@@ -330,7 +331,11 @@ def _publish(tmp: Path, out: Path, *, overwrite: bool, who: str) -> None:
             raise FileExistsError(f"{out} appeared during the conversion")
         old = out.parent / f".{out.name}{OLD_MARK}{uuid.uuid4().hex[:12]}"
         os.rename(out, old)
-    os.rename(tmp, out)
+    try:
+        publish_dir(tmp, out)  # never over anything that arrived meanwhile, not even an empty folder
+    except FileExistsError:
+        kept = f"; the previous copy is kept at {old}" if old is not None else ""
+        raise FileExistsError(f"{out} appeared during the conversion; nothing was replaced{kept}") from None
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
         log.info("%s: replaced the previous %s", who, out)

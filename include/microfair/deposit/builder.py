@@ -19,6 +19,7 @@ from typing import Any
 
 from microfair.deposit.pagetab import Attribute, Link, Section, Submission, attrs
 from microfair.deposit.study import Author, ImageAcquisition, StudyComponent, StudyMetadata, licence
+from microfair.safepath import UnsafeName, check_relpath, contained, safe_relpath
 
 log = logging.getLogger(__name__)
 
@@ -216,14 +217,23 @@ def plan_deposit(cfg: Any, ledger: Any, study: StudyMetadata, selection: Deposit
                 titles[key] = title
             acqs.setdefault(title, AcquisitionPlan(title, instrument, params, methods, ds.microscope)).uids.append(ds.uid)
             raw = Path(ds.raw_path)
-            try:
-                remote = raw.relative_to(raw_root).as_posix()
-            except ValueError:
-                remote = "/".join(p for p in (ds.project, ds.study, ds.experiment, ds.name) if p)
+            remote = _remote_path(raw, raw_root, ds)
             files.append(DepositFile(ds.uid, raw, remote, ds.size_bytes, ds.sha256, ds.microscope, title))
         components.append(ComponentPlan(i, comp, files, list(acqs.values())))
     release = study.release_date or (today + dt.timedelta(days=release_in_days))
     return DepositPlan(study, selection, f"microfair/{selection.label()}", release, components, study.accession)
+
+
+def _remote_path(raw: Path, raw_root: Path, ds: Any) -> str:
+    """The file's path in the submission: relative, contained, no ``..`` (checked on resolved paths).
+
+    A raw copy outside the raw tree falls back to ``Project/Study/Experiment/<name>`` with every part
+    made safe; :class:`~microfair.safepath.UnsafeName` when that cannot be done either.
+    """
+    try:
+        return check_relpath(contained(raw_root, raw).resolve().relative_to(raw_root.resolve()).as_posix())
+    except UnsafeName:
+        return safe_relpath(*(p for p in (ds.project, ds.study, ds.experiment) if p), raw.name)
 
 
 # -- PageTab --------------------------------------------------------------------------------------------------

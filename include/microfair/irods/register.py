@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +24,7 @@ from microfair.irods.store import (
     irods_to_sha256,
     sha256_to_irods,
 )
+from microfair.safepath import UnsafeName, safe_component
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +56,12 @@ class IrodsRegistration:
 
 
 def _segment(value: str | None, fallback: str) -> str:
-    """A collection name from a ledger value: no slashes, no surrounding blanks."""
-    text = re.sub(r"[/\\]+", "_", (value or "").strip())
-    return text or fallback
+    """A collection name from a ledger value, made safe (:func:`microfair.safepath.safe_component`:
+    folded, no slashes, never ``.`` or ``..``); ``fallback`` when there is none or it cannot be made safe."""
+    try:
+        return safe_component(value or "")
+    except UnsafeName:
+        return fallback
 
 
 def project_group(cfg: Any, project: str | None) -> str:
@@ -163,7 +166,7 @@ def register_dataset(cfg: Any, ledger: Any, uid: str, store: IrodsStore, ctx: An
         if not ds.sha256:
             raise IrodsError(f"{uid}: the ledger has no SHA-256 for the raw file")
         coll = dataset_collection(cfg, ds, store.zone)
-        data_object = f"{coll}/{Path(ds.raw_path).name}"
+        data_object = f"{coll}/{safe_component(Path(ds.raw_path).name)}"
         owner = cfg.irods.owner or store.user
         group = project_group(cfg, ds.project)
         reg = IrodsRegistration(uid=uid, mode=mode, collection=coll, data_object=data_object,

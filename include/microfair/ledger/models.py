@@ -26,6 +26,8 @@ class Dataset(Base):
     """One acquisition: a primary file from a landing zone, and everything derived from it."""
 
     __tablename__ = "datasets"
+    #: One dataset per raw copy: two acquisitions can never both claim the same raw path (see collect).
+    __table_args__ = (Index("ux_datasets_raw_path", "raw_path", unique=True),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     uid: Mapped[str] = mapped_column(String(64), unique=True)
@@ -47,6 +49,12 @@ class Dataset(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     collected_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+    #: When collect's scan last saw this size and mtime (quiescence: unchanged across two looks).
+    observed_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: 1 for the first acquisition at a landing path; a file changed after collection is version 2, …
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    #: The uid of the next version once this one is ``superseded`` (its raw copy is kept).
+    superseded_by: Mapped[str | None] = mapped_column(String(64), default=None)
 
     files: Mapped[list["DatasetFile"]] = relationship(back_populates="dataset", cascade="all, delete-orphan")
 

@@ -162,6 +162,16 @@ def sidecar_path_for(image_path: str | Path) -> Path:
     return image_path.with_name(stem + SUFFIX)
 
 
+def raw_sidecar_path(raw_path: str | Path) -> Path:
+    """Where collect keeps a raw copy's sidecar: ``<raw name>.meta.yaml``.
+
+    One per raw copy (raw paths are unique in the ledger), so two datasets never share one, even when
+    two raw files share a stem (``x.czi`` and ``x.tif``).
+    """
+    raw_path = Path(raw_path)
+    return raw_path.with_name(raw_path.name + SUFFIX)
+
+
 def load_sidecar(path: str | Path) -> Sidecar | None:
     """Load a sidecar; ``path`` is the sidecar itself or the image it describes.
 
@@ -170,7 +180,8 @@ def load_sidecar(path: str | Path) -> Sidecar | None:
     """
     path = Path(path)
     if not path.name.endswith(SUFFIX):
-        path = sidecar_path_for(path)
+        own = raw_sidecar_path(path)
+        path = own if own.is_file() else sidecar_path_for(path)
     if not path.is_file():
         return None
     try:
