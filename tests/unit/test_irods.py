@@ -6,10 +6,14 @@ import base64
 import hashlib
 import logging
 import os
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 pytest.importorskip("irods")
+
+from sqlalchemy.engine import make_url  # noqa: E402
 
 from microfair.ingest import convert_dataset, qc_dataset  # noqa: E402
 from microfair.irods.store import OLD_SUFFIX, PARTIAL_SUFFIX  # noqa: E402
@@ -155,11 +159,56 @@ def test_a_dataset_not_past_qc_is_refused(facility_config, ledger):
         register_dataset(facility_config, ledger, uid, IrodsStore(session()))
 
 
-def test_registration_logs_never_carry_the_password(ready, caplog):
+IRODS_PASSWORD = "iRODS-unit-password-5b7e"
+
+
+class PasswordSession(RecordingSession):
+    """The stand-in holding its password where python-irodsclient keeps it (``session.pool.account``)."""
+
+    def __init__(self, password: str, **kw) -> None:
+        super().__init__(**kw)
+        self.pool = SimpleNamespace(account=SimpleNamespace(
+            client_user=self.username, client_zone=self.zone, password=password))
+
+
+def leaked(secret: str, caplog, cfg) -> list[str]:
+    """Where ``secret`` shows: the log records, the ledger's database files (with its journal)."""
+    where = ["log"] if secret in caplog.text or any(secret in str(r.args) for r in caplog.records) else []
+    db = Path(make_url(cfg.ledger.url).database)
+    if any(secret.encode() in f.read_bytes() for f in db.parent.glob(db.name + "*")):
+        where.append("ledger")
+    return where
+
+
+@pytest.mark.parametrize("leak", [None, "log", "ledger"])
+def test_registration_logs_never_carry_the_password(ready, caplog, monkeypatch, leak):
+    """The session carries a password; it reaches neither the logs nor the ledger.
+
+    ``leak`` is the negative control: a careless debug line, or a record holding the account, must be
+    caught by the same check, so the check is shown to be able to fail.
+    """
     cfg, ledger, uids = ready
+    s = PasswordSession(IRODS_PASSWORD, groups=("microfair", "demo"))
+    if leak == "log":
+        put = IrodsStore.put
+
+        def careless_put(self, *args, **kw):
+            logging.getLogger("microfair.irods.store").debug("put with account %s", vars(self.session.pool.account))
+            return put(self, *args, **kw)
+
+        monkeypatch.setattr(IrodsStore, "put", careless_put)
+    elif leak == "ledger":
+        put_record = type(ledger).put_record
+
+        def careless_record(self, uid, kind, body):
+            return put_record(self, uid, kind, {**body, "account": vars(s.pool.account)})
+
+        monkeypatch.setattr(type(ledger), "put_record", careless_record)
     with caplog.at_level(logging.DEBUG):
-        register_dataset(cfg, ledger, uids[0], IrodsStore(session()))
+        register_dataset(cfg, ledger, uids[0], IrodsStore(s))
     assert uids[0] in caplog.text and "rods" in caplog.text
+    assert ledger.stage_states(uids[0])["irods"].state == "succeeded"
+    assert leaked(IRODS_PASSWORD, caplog, cfg) == ([leak] if leak else [])
 
 
 def test_put_goes_through_a_partial_name_and_replaces_a_wrong_copy(ready):
