@@ -11,9 +11,9 @@ ARG AIRFLOW_IMAGE=apache/airflow:3.3.2-python3.11
 FROM ${AIRFLOW_IMAGE} AS assets
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 USER root
-# hadolint ignore=DL3008
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends npm \
+# npm, from the one list of system packages (deploy/system-packages.txt, use "assets").
+COPY deploy/system-packages.txt deploy/install-system-packages.sh /tmp/deploy/
+RUN /tmp/deploy/install-system-packages.sh --for assets \
     && apt-get clean \
     && rm -rf /var/lib/apt/lists/*
 USER airflow
@@ -26,13 +26,14 @@ FROM ${AIRFLOW_IMAGE}
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
 USER root
-# restic: 3-2-1 backups; openssh-client: SFTP off-site target; rsync; a JRE for the optional Bio-Formats reader.
-# The versions come from the base image's Debian release (pinned by the image tag above).
-# hadolint ignore=DL3008
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends restic openssh-client rsync openjdk-17-jre-headless \
+# The system tools the stages call, from the same list as `make demo`, `make test` and .ci/run
+# (deploy/system-packages.txt, use "image"): restic (3-2-1 backups), openssh-client (SFTP off-site
+# target), rsync, a JRE for the optional Bio-Formats reader. The versions come from the base image's
+# Debian release (pinned by the image tag above).
+COPY deploy/system-packages.txt deploy/install-system-packages.sh /tmp/deploy/
+RUN /tmp/deploy/install-system-packages.sh --for image \
     && apt-get clean \
-    && rm -rf /var/lib/apt/lists/* \
+    && rm -rf /var/lib/apt/lists/* /tmp/deploy \
     && mkdir -p /etc/microfair /data \
     && chown -R airflow:root /data
 
@@ -49,6 +50,14 @@ COPY --from=assets --chown=airflow:root /build/plugins/microfair_dashboard/stati
 RUN uv pip install --no-cache --no-deps . \
     && microfair --help > /dev/null \
     && python -c "import microfair_airflow, distributed, asyncpg, psycopg2"
+
+# Smoke check: the same demo as `make demo` and tests/integration/test_wheel.py (--quick: microfair_ingest
+# over the sample landing zone, SQLite, a local dask cluster), run by the installed package outside the
+# source folder, so its DAG files and dashboard plugin come from the package (microfair_airflow.bundle).
+WORKDIR /tmp
+RUN python -m microfair.demo --root /tmp/microfair-smoke --quick \
+    && rm -rf /tmp/microfair-smoke
+WORKDIR /opt/microfair
 
 ENV AIRFLOW__CORE__DAGS_FOLDER=/opt/microfair/dags \
     AIRFLOW__CORE__PLUGINS_FOLDER=/opt/microfair/plugins \

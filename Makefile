@@ -6,7 +6,15 @@ PY := $(VENV)/bin/python
 DEMO_DIR ?= $(CURDIR)/demo
 PYTEST_ARGS ?=
 
-.PHONY: demo test install lock clean-demo bioformats assets
+.PHONY: demo test system install lock clean-demo bioformats assets
+
+## System tools (restic, rsync, npm, and for the tests sshd, a JRE, Chromium, Redis, PostgreSQL ...): the
+## packages deploy/system-packages.txt lists for $(FOR); the script installs the missing ones with apt-get
+## when run as root, and otherwise names them (with the apt-get command) and stops. .ci/run and the
+## Dockerfile install from the same list.
+FOR ?= test
+system:
+	deploy/install-system-packages.sh --for $(FOR)
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,11 +40,13 @@ assets: install
 	$(PY) plugins/microfair_dashboard/build_assets.py
 
 ## Run microfair_ingest end to end on SQLite and a local dask cluster, over a sample landing zone.
-demo: install assets
+demo: FOR = demo
+demo: system install assets
 	$(PY) -m microfair.demo --root $(DEMO_DIR)
 
 ## Run the test suite (unit, integration with real tools and sample files, DAG tests).
-test: install assets
+test: FOR = test
+test: system install assets
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean-demo:

@@ -4,13 +4,23 @@ SQLite for both ledgers (Airflow's and microfair's), a local dask cluster, and
 ``airflow dags test`` (no scheduler to start). The landing zone holds synthetic
 OME-TIFF and CZI files, the bad inputs a facility meets (empty, truncated,
 random bytes, unsupported, misnamed) and, when ``MICROFAIR_TESTDATA`` points to
-them, the real Zeiss and Leica sample files.
+them, the real Zeiss and Leica sample files. iRODS, BioStudies and DataCite are the
+local stand-ins of :mod:`microfair.standins`.
+
+The demo's ``airflow.cfg`` names the real DAG and plugin folders (the checkout's, or the copies an
+installed wheel ships, see :mod:`microfair_airflow.bundle`) with ``load_examples = False``, the
+microfair DAGs are left unpaused, and the demo prints an ``airflow standalone`` command that works
+as printed. ``--quick`` runs only ``microfair_ingest`` (the wheel test and the Docker image's smoke
+check use it).
 """
 
 from __future__ import annotations
 
 import argparse
+import configparser
+import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -20,7 +30,7 @@ from pathlib import Path
 
 import yaml
 
-from microfair.airflow_env import REPO, airflow_env
+from microfair.airflow_env import airflow_env
 from microfair.config import init_local_config, load_config
 from microfair.ledger import Ledger
 
@@ -78,43 +88,88 @@ def build_landing_zone(config_path: Path, testdata: Path | None) -> list[Path]:
     return written
 
 
+#: DAGs the demo runs in order; those not present in the DAG folder are skipped.
+DEMO_DAGS = ("microfair_ingest", "microfair_backup", "microfair_retention", "microfair_irods", "microfair_deposit")
+#: ``python -m airflow``: the interpreter running the demo, never whatever ``airflow`` is first on PATH.
+AIRFLOW = [sys.executable, "-m", "airflow"]
+
+
+def airflow_folders() -> tuple[Path, Path]:
+    """``(dags_folder, plugins_folder)``: the checkout's, or the copies shipped in the installed package."""
+    from microfair_airflow.bundle import folders  # imports no Airflow
+
+    return folders()
+
+
+def write_airflow_cfg(home: Path, settings: dict[str, str]) -> Path:
+    """Write ``home/airflow.cfg`` from ``AIRFLOW__SECTION__KEY`` settings; return its path.
+
+    The demo runs Airflow with these settings in the environment; writing them into the configuration
+    file too means that ``airflow standalone`` (and every process it starts) sees the same DAG and
+    plugin folders, database and ``load_examples = False`` with only ``AIRFLOW_HOME`` set.
+    """
+    cfg = configparser.ConfigParser(interpolation=None)
+    for key, value in sorted(settings.items()):
+        parts = key.split("__")
+        if len(parts) != 3 or parts[0] != "AIRFLOW" or not parts[1] or not parts[2]:
+            continue
+        section, option = parts[1].lower(), parts[2].lower()
+        if not cfg.has_section(section):
+            cfg.add_section(section)
+        cfg.set(section, option, value)
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "airflow.cfg"
+    with open(path, "w") as out:
+        out.write("# Written by `make demo` (microfair.demo): the demo's Airflow settings.\n")
+        cfg.write(out)
+    return path
+
+
+def ui_command(home: Path, config: Path, bin_dir: Path) -> str:
+    """The shell lines that open the Airflow UI and the dashboard on the demo, as printed at the end."""
+    airflow = bin_dir / "airflow"
+    run = str(airflow) if airflow.exists() else f"{sys.executable} -m airflow"
+    return (f"  export MICROFAIR_CONFIG={config} AIRFLOW_HOME={home} PATH={bin_dir}:$PATH\n"
+            f"  {run} standalone   # then http://127.0.0.1:8080/microfair/\n"
+            f"  (user admin; its password is in {home / 'simple_auth_manager_passwords.json.generated'})")
+
+
 def run(cmd: list[str], env: dict[str, str], log: Path) -> int:
-    print(f"$ {' '.join(cmd)}   (log: {log})", flush=True)
+    shown = " ".join(["airflow", *cmd[len(AIRFLOW):]] if cmd[:len(AIRFLOW)] == AIRFLOW else cmd)
+    print(f"$ {shown}   (log: {log})", flush=True)
     with open(log, "w") as out:
-        return subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO).returncode
+        return subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=log.parent).returncode
 
 
 def run_irods(root: Path, env: dict[str, str], logs: Path) -> int:
     """Register the demo datasets with microfair_irods in the recording iRODS stand-in.
 
-    No iRODS server runs here; the stand-in (``tests/standins/irods.py``) keeps the zone in
-    ``demo/irods-standin.pickle``. A facility sets the ``irods_default`` connection instead.
+    No iRODS server runs here: the connection selects the session factory ``standin``
+    (:mod:`microfair.standins.irods_session`), which keeps the zone in ``irods-standin.pickle``.
+    A facility points the ``irods_default`` connection at its zone instead.
     """
-    import json
-    import secrets
-
+    state = root / "irods-standin.pickle"
     env = dict(env)
     env.update({
         "AIRFLOW_CONN_IRODS_DEFAULT": json.dumps({"conn_type": "irods", "host": "127.0.0.1", "port": 1247,
                                                   "login": "rods", "password": secrets.token_urlsafe(12),
-                                                  "extra": {"zone": "tempZone"}}),
+                                                  "extra": {"zone": "tempZone", "session_factory": "standin",
+                                                            "standin_state": str(state)}}),
+        # for a hook that still reads the factory from the environment (older microfair_airflow)
         "MICROFAIR_IRODS_SESSION_FACTORY": "microfair.standins.irods_session:factory",
-        "MICROFAIR_IRODS_STANDIN_STATE": str(root / "irods-standin.pickle"),
-        "PYTHONPATH": os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]),
+        "MICROFAIR_IRODS_STANDIN_STATE": str(state),
     })
     print("  (iRODS is the recording stand-in of a python-irodsclient session)")
-    return run(["airflow", "dags", "test", "microfair_irods"], env, logs / "microfair_irods.log")
+    return run([*AIRFLOW, "dags", "test", "microfair_irods"], env, logs / "microfair_irods.log")
 
 
 def run_deposit(root: Path, env: dict[str, str], logs: Path) -> int:
     """Deposit the DEMO project with microfair_deposit against local BioStudies and DataCite stand-ins.
 
-    The stand-ins (``tests/standins``) implement the documented endpoints on 127.0.0.1; nothing
+    The stand-ins (:mod:`microfair.standins`) implement the documented endpoints on 127.0.0.1; nothing
     leaves the machine, and the accession they give is not a real one.
     """
-    import json
-    import secrets
-
+    import microfair.deposit
     from microfair.standins.biostudies import BiostudiesStandin
     from microfair.standins.datacite import DataciteStandin
 
@@ -122,7 +177,8 @@ def run_deposit(root: Path, env: dict[str, str], logs: Path) -> int:
     login, password, dc_password = "demo@example.org", secrets.token_urlsafe(16), secrets.token_urlsafe(16)
     ftp_user, ftp_password = "demo-ftp", secrets.token_urlsafe(16)
     # The example study file, its component pointed at the demo's study (DEMO/Mitochondria).
-    study = yaml.safe_load((REPO / "include/microfair/deposit/example_study.yaml").read_text())
+    example = Path(microfair.deposit.__file__).with_name("example_study.yaml")
+    study = yaml.safe_load(example.read_text())
     study["components"] = [{"name": "Control and H2O2-treated HeLa cells",
                             "description": "Confocal stacks of nuclei (DAPI) and mitochondria of control and "
                                            "H2O2-treated HeLa cells.",
@@ -144,17 +200,16 @@ def run_deposit(root: Path, env: dict[str, str], logs: Path) -> int:
         })
         print(f"  (BioStudies and DataCite are local stand-ins on 127.0.0.1; study file {study_file})")
         conf = json.dumps({"study_file": str(study_file), "project": "DEMO", "study": ""})
-        return run(["airflow", "dags", "test", "microfair_deposit", "--conf", conf], env,
+        return run([*AIRFLOW, "dags", "test", "microfair_deposit", "--conf", conf], env,
                    logs / "microfair_deposit.log")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, default=REPO / "demo")
-    parser.add_argument("--keep", action="store_true", help="keep an existing demo folder")
-    args = parser.parse_args(argv)
-    root: Path = args.root.resolve()
-    if root.exists() and not args.keep:
+def prepare(root: Path, *, keep: bool = False) -> tuple[Path, dict[str, str]]:
+    """The demo's facility configuration and Airflow home under ``root``; return (config, environment).
+
+    Writes ``root/airflow/airflow.cfg`` (DAG and plugin folders, database, ``load_examples = False``).
+    """
+    if root.exists() and not keep:
         subprocess.run(["chmod", "-R", "u+w", str(root)], check=False)
         shutil.rmtree(root)
     config = init_local_config(root / "facility", MICROSCOPES)
@@ -163,41 +218,73 @@ def main(argv: list[str] | None = None) -> int:
         zone["stability_seconds"] = 5
     data["schedule"] = None
     config.write_text(yaml.safe_dump(data, sort_keys=False))
+    dags, plugins = airflow_folders()
+    home = root / "airflow"
+    settings = {"AIRFLOW__CORE__DAGS_FOLDER": str(dags), "AIRFLOW__CORE__PLUGINS_FOLDER": str(plugins),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+    env = airflow_env(home, config, extra={**settings, "MICROFAIR_TASK_RETRIES": "0"})
+    bin_dir = Path(sys.executable).parent
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    write_airflow_cfg(home, {k: v for k, v in env.items()
+                             if k.startswith("AIRFLOW__") and (k in settings or os.environ.get(k) != v)})
+    return config, env
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=Path.cwd() / "demo")
+    parser.add_argument("--keep", action="store_true", help="keep an existing demo folder")
+    parser.add_argument("--quick", action="store_true",
+                        help="run only microfair_ingest (no backup, retention, iRODS, deposit; DAGs stay paused)")
+    args = parser.parse_args(argv)
+    root: Path = args.root.resolve()
+    config, env = prepare(root, keep=args.keep)
     testdata = Path(os.environ["MICROFAIR_TESTDATA"]) if os.environ.get("MICROFAIR_TESTDATA") else None
     files = build_landing_zone(config, testdata)
     print(f"landing zones: {len(files)} file(s) under {root / 'facility' / 'landing'}"
           + ("" if testdata else " (set MICROFAIR_TESTDATA to add the real Zeiss and Leica samples)"))
+    print(f"Airflow: {root / 'airflow' / 'airflow.cfg'} (DAGs from {env['AIRFLOW__CORE__DAGS_FOLDER']})")
 
     bin_dir = Path(sys.executable).parent
-    env = airflow_env(root / "airflow", config, extra={"MICROFAIR_TASK_RETRIES": "0"})
-    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
     logs = root / "logs"
     logs.mkdir(exist_ok=True)
-    if run(["airflow", "db", "migrate"], env, logs / "airflow-db-migrate.log"):
+    if run([*AIRFLOW, "db", "migrate"], env, logs / "airflow-db-migrate.log"):
         print("airflow db migrate failed; see the log above", file=sys.stderr)
         return 1
     status = 0
-    for dag_id in DEMO_DAGS:
-        if not (REPO / "dags" / f"{dag_id}.py").exists():
+    dags_folder = Path(env["AIRFLOW__CORE__DAGS_FOLDER"])
+    for dag_id in DEMO_DAGS[:1] if args.quick else DEMO_DAGS:
+        if not (dags_folder / f"{dag_id}.py").exists():
+            continue
+        if dag_id == "microfair_backup" and not shutil.which("restic", path=env["PATH"]):
+            print(f"  {dag_id}: not run: restic is not installed (apt-get install restic; `make demo` installs it "
+                  "through deploy/install-system-packages.sh)")
+            status = status or 1
             continue
         if dag_id == "microfair_deposit":
             rc = run_deposit(root, env, logs)
         elif dag_id == "microfair_irods":
             rc = run_irods(root, env, logs)
         else:
-            rc = run(["airflow", "dags", "test", dag_id], env, logs / f"{dag_id}.log")
+            rc = run([*AIRFLOW, "dags", "test", dag_id], env, logs / f"{dag_id}.log")
         print(f"  {dag_id}: {'finished' if rc == 0 else f'ended with failed tasks (exit {rc})'}")
         if dag_id == "microfair_ingest" and rc not in (0, 1):
             status = rc
+    if not args.quick:
+        # Every microfair DAG in Airflow's database, unpaused: the UI shows them ready to run.
+        run([*AIRFLOW, "dags", "reserialize"], env, logs / "airflow-dags-reserialize.log")
+        rc = run([*AIRFLOW, "dags", "unpause", "--treat-dag-id-as-regex", "-y", "^microfair_"], env,
+                 logs / "airflow-dags-unpause.log")
+        print(f"  microfair DAGs: {'unpaused' if rc == 0 else f'could not be unpaused (exit {rc}); see the log'}")
 
     cfg = load_config(config)
     ledger = Ledger.from_config(cfg)
     print()
-    subprocess.run([str(bin_dir / "microfair"), "--config", str(config), "status"], check=False)
-    for extra in (["backup-status"], ["retention"]):
-        if shutil.which("microfair", path=str(bin_dir)):
-            subprocess.run([str(bin_dir / "microfair"), "--config", str(config), *extra], check=False,
-                           stderr=subprocess.DEVNULL)
+    cli = [str(bin_dir / "microfair")] if (bin_dir / "microfair").exists() else [sys.executable, "-m", "microfair.cli"]
+    subprocess.run([*cli, "--config", str(config), "status"], check=False)
+    if not args.quick:
+        for extra in (["backup-status"], ["retention"]):
+            subprocess.run([*cli, "--config", str(config), *extra], check=False, stderr=subprocess.DEVNULL)
     deposits = {(r["accession"], r.get("doi")) for d in ledger.datasets()
                 if (r := ledger.get_record(d.uid, "bia")) and r.get("accession")}
     in_irods = [r["data_object"] for d in ledger.datasets() if (r := ledger.get_record(d.uid, "irods"))]
@@ -212,14 +299,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"quarantine: {cfg.storage.quarantine}  (each file has a .reason.json beside it)")
     print(f"reports (Dublin Core, REMBI, QC, thumbnails): {cfg.storage.reports}")
     print(f"ledger: {cfg.ledger.url}")
-    print(f"\nTo open the Airflow UI and the microfair dashboard:\n"
-          f"  export MICROFAIR_CONFIG={config} AIRFLOW_HOME={root / 'airflow'}\n"
-          f"  .venv/bin/airflow standalone   # then http://127.0.0.1:8080/microfair/")
+    if not any(d.state == "qc_done" for d in converted):
+        print("demo: no dataset reached QC; see the logs in " + str(logs), file=sys.stderr)
+        status = status or 1
+    print("\nTo open the Airflow UI and the microfair dashboard:\n" + ui_command(root / "airflow", config, bin_dir))
     return status
 
-
-#: DAGs the demo runs in order; those not present yet are skipped.
-DEMO_DAGS = ("microfair_ingest", "microfair_backup", "microfair_retention", "microfair_irods", "microfair_deposit")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -5,7 +5,9 @@
   Compose Specification JSON schema;
 - every command a service runs parses with the real CLI parsers (airflow, dask, microfair): the stack
   runs the same entry points as tests/integration/test_celery_stack.py;
-- health checks, secrets and volumes as docs/scale-out.md promises.
+- health checks, secrets and volumes as docs/scale-out.md promises;
+- one list of system packages (deploy/system-packages.txt) for `make demo`, `make test`, .ci/run and the
+  Dockerfile, installed by deploy/install-system-packages.sh; the image runs the demo as its smoke check.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -24,6 +27,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yaml"
 DOCKERFILE = REPO / "Dockerfile"
+INSTALLER = REPO / "deploy" / "install-system-packages.sh"
 COMPOSE_SPEC = Path("/usr/lib/python3/dist-packages/compose/config/compose_spec.json")
 AIRFLOW_SERVICES = ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
                     "airflow-worker")
@@ -74,8 +78,100 @@ def test_the_image_builds_from_the_official_airflow_image_of_the_locked_version(
     locked = re.search(r"^apache-airflow==(\S+)$", (REPO / "requirements.lock").read_text(), re.M)
     assert locked and base.group(1) == locked.group(1), "Dockerfile and requirements.lock disagree on Airflow"
     assert '"apache-airflow==${AIRFLOW_VERSION}"' in text  # a mismatch fails the build, never replaces Airflow
-    for tool in ("restic", "openssh-client", "rsync"):
-        assert tool in text, tool
+    for tool in ("restic", "openssh-client", "rsync", "openjdk-17-jre-headless"):
+        assert tool in _packages("image"), tool
+
+
+# -- one list of system packages ----------------------------------------------------------------------
+
+
+def _packages(use: str, env: dict[str, str] | None = None) -> list[str]:
+    proc = subprocess.run([str(INSTALLER), "--for", use, "--list"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split()
+
+
+def _apt_installs(text: str) -> list[str]:
+    return re.findall(r"apt-get\s+install\b[^\n]*", text)
+
+
+def test_one_package_list_covers_demo_test_and_image():
+    test = _packages("test")
+    for tool in ("restic", "openssh-server", "openssh-client", "rsync", "openjdk-17-jre-headless", "chromium",
+                 "redis-server", "postgresql", "sqlite3", "docker-compose", "npm"):
+        assert tool in test, tool
+    assert {"restic", "npm"} <= set(_packages("demo"))  # backups (3-2-1) and the dashboard assets
+    assert _packages("assets") == ["npm"]
+    assert not {"chromium", "redis-server", "postgresql", "openssh-server"} & set(_packages("image"))
+
+
+def test_dockerfile_ci_and_makefile_install_from_the_shared_list():
+    docker, ci, make = DOCKERFILE.read_text(), (REPO / ".ci/run").read_text(), (REPO / "Makefile").read_text()
+    assert not _apt_installs(docker) and not _apt_installs(ci), "install through deploy/install-system-packages.sh"
+    assert re.search(r"^COPY deploy/system-packages\.txt deploy/install-system-packages\.sh ", docker, re.M)
+    assert re.search(r"^RUN /tmp/deploy/install-system-packages\.sh --for image\b", docker, re.M)
+    assert re.search(r"^RUN /tmp/deploy/install-system-packages\.sh --for assets\b", docker, re.M)
+    lines = [line.strip() for line in ci.splitlines() if line.strip() and not line.startswith("#")]
+    install = lines.index("deploy/install-system-packages.sh --for test")
+    assert install < next(i for i, line in enumerate(lines) if line.startswith("make test"))
+    assert "make bioformats" in lines and any("MICROFAIR_BIOFORMATS_JAR" in line for line in lines)
+    assert re.search(r"^system:\n\tdeploy/install-system-packages\.sh --for \$\(FOR\)$", make, re.M)
+    for target in ("demo", "test"):
+        assert re.search(rf"^{target}: FOR = {target}$", make, re.M), target
+        assert re.search(rf"^{target}: system install assets$", make, re.M), target  # system tools first
+
+
+def test_the_image_runs_the_demo_as_its_smoke_check():
+    docker = DOCKERFILE.read_text()
+    smoke = re.search(r"^RUN python -m microfair\.demo --root (\S+) --quick\b", docker, re.M)
+    assert smoke and not smoke.group(1).startswith("/opt/microfair"), "run it outside the source folder"
+    assert docker.index("uv pip install --no-cache --no-deps .") < smoke.start()  # the installed package
+    proc = subprocess.run([sys.executable, "-m", "microfair.demo", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "--quick" in proc.stdout
+
+
+def _as_nobody() -> list[str]:
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if not setpriv:
+        pytest.skip("setpriv (util-linux) is needed to run the installer as another user")
+    return [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+@pytest.fixture
+def listing():
+    """A package list another user can read (pytest's tmp_path is private to root)."""
+    fd, name = tempfile.mkstemp(prefix="microfair-packages-", suffix=".txt", dir="/tmp")
+    os.close(fd)
+    path = Path(name)
+    path.chmod(0o644)
+    yield path
+    path.unlink()
+
+
+def test_the_installer_names_what_is_missing_and_stops_when_not_root(listing):
+    listing.write_text("# test list\n"
+                       "microfair-no-such-package   demo,test\n"
+                       "coreutils                   demo\n"
+                       "microfair-test-only         test\n"
+                       "microfair-shell-tool        demo        command -v sh\n")
+    env = {**os.environ, "MICROFAIR_SYSTEM_PACKAGES": str(listing)}
+    proc = subprocess.run([*_as_nobody(), "bash", str(INSTALLER), "--for", "demo"], capture_output=True, text=True,
+                          env=env)
+    assert proc.returncode == 1
+    assert "microfair-no-such-package" in proc.stderr and "apt-get install" in proc.stderr
+    for present_or_other in ("coreutils", "microfair-shell-tool", "microfair-test-only"):
+        assert present_or_other not in proc.stderr, present_or_other
+    missing = subprocess.run(["bash", str(INSTALLER), "--for", "demo", "--missing"], capture_output=True, text=True,
+                             env=env)
+    assert missing.returncode == 1 and missing.stdout.split() == ["microfair-no-such-package"]
+    listing.write_text("coreutils demo\nmicrofair-shell-tool demo command -v sh\n")
+    ok = subprocess.run([*_as_nobody(), "bash", str(INSTALLER), "--for", "demo"], capture_output=True, text=True,
+                        env=env)
+    assert ok.returncode == 0 and "all present" in ok.stdout, ok.stderr
+    bad = subprocess.run(["bash", str(INSTALLER), "--for", "everything"], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "--for demo|test|image|assets" in bad.stderr
 
 
 # -- docker-compose.yaml ------------------------------------------------------------------------------
