@@ -1,10 +1,12 @@
-"""A real Airflow 3 API server over a seeded ledger, for the dashboard's browser and HTTP tests.
+"""A real Airflow 3 API server over a real ingest and a seeded ledger, for the dashboard's browser and HTTP tests.
 
 * its own ``AIRFLOW_HOME`` (SQLite) in a temporary folder, ``airflow db migrate`` first;
 * SimpleAuthManager with an ``admin`` and a ``viewer`` (known passwords, in a users file);
 * a tiny DAG whose mapped task fails at map index 1 and writes its ledger events with
   the task instance's ``dag_id / run_id / task_id / map_index`` (run by ``airflow dags test``);
-* the ledger seeded with synthetic datasets besides;
+* the ledger seeded with synthetic datasets besides, then (``real_ingest=True``) a few synthetic
+  acquisitions taken through the real ingest functions (:mod:`tests.support.real_ingest`):
+  one reaches QC with thumbnails, one is flagged for its name, two are quarantined;
 * ``airflow api-server`` on a free port with ``AIRFLOW__API__BASE_URL`` to match.
 """
 
@@ -20,6 +22,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import requests
 import yaml
@@ -88,6 +91,7 @@ class AirflowStack:
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
     tokens: dict[str, str] = field(default_factory=dict)
+    ingested: Any = None  # tests.support.real_ingest.Ingested, with real_ingest=True
 
     @property
     def url(self) -> str:
@@ -134,7 +138,7 @@ def _run(cmd: list[str], env: dict[str, str], log: Path, timeout: int = 600) -> 
 
 
 def start_stack(root: Path, *, n_datasets: int = 120, events_per_dataset: int = 8,
-                refresh_seconds: int = 2) -> AirflowStack:
+                refresh_seconds: int = 2, real_ingest: bool = False) -> AirflowStack:
     root.mkdir(parents=True, exist_ok=True)
     config_path = init_local_config(root / "facility", ("zeiss-lsm980", "leica-sp8"))
     cfg = yaml.safe_load(config_path.read_text())
@@ -170,12 +174,17 @@ def start_stack(root: Path, *, n_datasets: int = 120, events_per_dataset: int = 
     # The seeded history first, so the test DAG's datasets are the newest.
     ledger = Ledger(load_config(config_path).ledger.url)
     seed_ledger(ledger, ["zeiss-lsm980", "leica-sp8"], n_datasets=n_datasets, events_target=n_datasets * events_per_dataset)
+    ingested = None
+    if real_ingest:  # before the API server starts, as a facility's ledger would be
+        from tests.support.real_ingest import ingest_samples
+
+        ingested = ingest_samples(load_config(config_path), ledger)
     airflow = [sys.executable, "-m", "airflow"]
     if _run(airflow + ["db", "migrate"], env, root / "db-migrate.log").returncode != 0:
         raise RuntimeError(f"airflow db migrate failed; see {root / 'db-migrate.log'}")
     _run(airflow + ["dags", "reserialize"], env, root / "reserialize.log")
     test = _run(airflow + ["dags", "test", DAG_ID], env, root / "dags-test.log")
-    stack = AirflowStack(home, port, env, config_path)
+    stack = AirflowStack(home, port, env, config_path, ingested=ingested)
     events = [e for e in ledger.events(stage="collect") if e.dag_id == DAG_ID and e.state == "failed"]
     if len(events) != 1:
         raise RuntimeError(f"the test DAG should leave exactly one failed collect event, found {len(events)} "

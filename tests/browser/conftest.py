@@ -27,7 +27,7 @@ def stack(tmp_path_factory) -> Iterator[AirflowStack]:
     import build_assets  # the same step as `make demo` and CI; a no-op when already built
 
     build_assets.build()
-    s = start_stack(tmp_path_factory.mktemp("dashboard"))
+    s = start_stack(tmp_path_factory.mktemp("dashboard"), real_ingest=True)
     try:
         yield s
     finally:

@@ -1,9 +1,11 @@
-"""The dashboard in a real browser, inside the real Airflow UI, over a seeded ledger.
+"""The dashboard in a real browser, inside the real Airflow UI, over a real ingest and a seeded ledger.
 
 Log in, open the dashboard from Airflow's navigation, find the failed mapped task, re-run
 it through the confirmation step, and check through the REST API that exactly that task
 instance (map index 1) was cleared. A viewer sees no button and a forged POST is refused;
 an unauthenticated request is refused. A page updates itself when the ledger changes.
+The detail page of a dataset from a real ingest shows its QC table and thumbnails that load;
+quarantined datasets offer a release, not a re-run; the datasets table fits a 1,400 px window.
 Screenshots of each view go to tests/artifacts/.
 """
 
@@ -130,6 +132,9 @@ def test_admin_reruns_exactly_the_failed_map_index(browser, stack, shoot) -> Non
         row.locator(f"[data-testid=rerun-{ev}]").click()
         frame.locator("[data-testid=confirm-rerun]").wait_for()
         assert frame.locator("[data-testid=map-index]").inner_text() == str(FAILED_MAP_INDEX)
+        # Airflow's REST API says whether the DAG is paused; the page warns when it is.
+        paused = stack.api("GET", f"/dags/{DAG_ID}").json()["is_paused"]
+        assert (frame.locator("[data-testid=run-warning]", has_text="is paused").count() == 1) == paused
         shoot(page, "dashboard-rerun-confirm.png")
         assert stack.task_instances()[FAILED_MAP_INDEX]["state"] == "failed"  # nothing happens before confirming
         frame.locator("[data-testid=confirm-rerun]").click()
@@ -159,9 +164,8 @@ def test_views_and_live_update(browser, stack, shoot) -> None:
         page.goto(stack.dashboard + "/datasets")
         assert page.locator("table.datasets tbody tr").count() == 50  # server-side pages of 50
         assert page.get_by_text("not configured").count() > 0  # no iRODS / BIA connection in this facility
-        page.goto(stack.dashboard + "/datasets?page_size=20")  # a shorter page for the README
+        page.goto(stack.dashboard + "/datasets?page_size=20")
         assert page.locator("table.datasets tbody tr").count() == 20
-        shoot(page, "dashboard-datasets.png")
         page.goto(stack.dashboard + "/compliance")
         page.wait_for_selector("[data-testid=schedule]")
         assert int(page.inner_text("[data-testid=compliant]")) > 0
@@ -186,14 +190,12 @@ def test_views_and_live_update(browser, stack, shoot) -> None:
 
 
 def _published_dataset(stack) -> str:
-    """A seeded, fully processed dataset, registered in iRODS and deposited in the BioImage Archive."""
-    from sqlalchemy import select
+    """The really ingested good dataset, then registered in iRODS and deposited in the BioImage Archive.
 
-    from microfair.ledger import Dataset
-
+    (The iRODS and BIA records are written here: those stages have their own tests against stand-ins.)
+    """
     ledger = stack.ledger()
-    with ledger.session() as s:
-        uid = s.scalar(select(Dataset.uid).where(Dataset.state == "qc_done").order_by(Dataset.id.desc()).limit(1))
+    uid = stack.ingested.uids["good"]
     if ledger.get_record(uid, "bia") is None:
         collection = f"/tempZone/home/demo/DEMO/{uid}"
         with ledger.stage(uid, "irods", RunContext("microfair_irods", "manual__pub", "register", 0)) as out:
@@ -214,7 +216,7 @@ def _published_dataset(stack) -> str:
     return uid
 
 
-def test_dataset_detail_shows_irods_and_bia_records(browser, stack, shoot) -> None:
+def test_real_dataset_detail_shows_qc_thumbnails_and_records(browser, stack, shoot) -> None:
     uid = _published_dataset(stack)
     ctx, page = login(browser, stack, "admin")
     try:
@@ -222,14 +224,57 @@ def test_dataset_detail_shows_irods_and_bia_records(browser, stack, shoot) -> No
         row = page.locator("table.datasets tbody tr").first
         assert "registered" in row.inner_text() and "S-BIAD900" in row.inner_text()
         page.goto(stack.dashboard + f"/datasets/{uid}")
+        table = page.locator("[data-testid=qc-scene-0]")
+        table.wait_for()
+        assert table.locator("tbody tr").count() == 2 and "DAPI" in table.inner_text() and "GFP" in table.inner_text()
+        assert table.locator("svg.histogram").count() == 2
+        thumbs = page.locator("[data-testid=qc] img[data-testid=thumbnail]")
+        assert thumbs.count() == 3
+        page.wait_for_function("() => [...document.querySelectorAll('[data-testid=qc] img')]"
+                               ".every(i => i.complete && i.naturalWidth > 0)", timeout=TIMEOUT_MS)
+        assert page.locator("[data-testid=qc] pre").count() == 0
+        assert page.evaluate("document.documentElement.scrollHeight") < 6000  # no raw QC record
+        assert "Homo sapiens" in page.inner_text("[data-testid=rembi]")
+        assert "missing" in page.inner_text("[data-testid=dublin-core]")
+        assert "None" not in page.inner_text("[data-testid=dublin-core]")
         irods = page.inner_text("[data-testid=irods]")
         assert f"/tempZone/home/demo/DEMO/{uid}" in irods and "3 checksums verified" in irods
         bia = page.inner_text("[data-testid=bia]")
         assert "S-BIAD900" in bia and "10.6019/S-BIAD900" in bia and "POST_PROCESSED" in bia
         assert page.get_attribute("[data-testid=bia] a[href*='doi.org']", "href") == "https://doi.org/10.6019/S-BIAD900"
         assert "10.80000/demo-900" in bia  # the DataCite record
-        assert "Dublin Core" in page.inner_text("main") and page.locator("[data-testid=timeline] li").count() >= 8
+        assert page.locator("[data-testid=timeline] li").count() >= 8
         shoot(page, "dashboard-dataset.png")
+
+        page.goto(stack.dashboard + f"/datasets/{stack.ingested.uids['misnamed']}")
+        warnings = page.inner_text("[data-testid=warnings]")
+        assert "does not follow the convention" in warnings and page.locator("[data-testid=errors]").count() == 0
+    finally:
+        ctx.close()
+
+
+def test_quarantined_rows_and_the_table_width(browser, stack, shoot) -> None:
+    ing = stack.ingested
+    ctx, page = login(browser, stack, "admin")
+    try:
+        page.set_viewport_size({"width": 1400, "height": 900})
+        page.goto(stack.dashboard + "/datasets?page_size=20")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1400
+        row = page.locator(f"tr[data-uid='{ing.uids['empty']}']")
+        assert "empty file (0 bytes)" in row.inner_text()
+        for stage in ("validate", "convert", "qc"):
+            assert row.locator(f"td[data-stage={stage}]").inner_text().strip() == "quarantined"
+        shoot(page, "dashboard-datasets.png")
+        page.goto(stack.dashboard + "/")
+        for key in ("empty", "corrupt"):
+            uid = ing.uids[key]
+            assert page.locator(f"[data-testid=release-{uid}]").count() == 1
+        page.locator(f"[data-testid=release-{ing.uids['corrupt']}]").click()
+        page.locator("[data-testid=confirm-release]").wait_for()
+        assert "unchanged" in page.inner_text("[data-testid=landing]")
+        assert page.locator("[data-testid=confirm-unchanged]").count() == 1
+        # The facility's ingest DAG is not deployed in this test stack: the page says nothing will run it.
+        assert "microfair_ingest is not in Airflow" in page.inner_text("[data-testid=run-warning]")
     finally:
         ctx.close()
 
@@ -240,8 +285,9 @@ def test_no_secret_appears_in_any_page(stack) -> None:
     secrets = [IRODS_PASSWORD, *PASSWORDS.values(), stack.env["AIRFLOW__API__SECRET_KEY"],
                stack.env["AIRFLOW__API_AUTH__JWT_SECRET"]]
     headers = {"Authorization": f"Bearer {stack.token('admin')}"}
+    quarantined = stack.ingested.uids["corrupt"]
     pages = ["/", "/datasets", f"/datasets?q={uid}", f"/datasets/{uid}", "/datasets/RERUN001", "/compliance",
-             f"/rerun/{ev}"]
+             f"/rerun/{ev}", f"/datasets/{quarantined}", f"/release/{quarantined}"]
     for path in pages:
         r = requests.get(stack.dashboard + path, headers=headers, timeout=60)
         assert r.status_code in (200, 409), (path, r.status_code)

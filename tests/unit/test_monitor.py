@@ -19,8 +19,9 @@ from microfair.monitor import (
     stage_availability,
 )
 from microfair.monitor.charts import throughput_svg
-from microfair.monitor.datasets import get_event, qc_channels, qc_thumbnails
+from microfair.monitor.datasets import get_event, qc_thumbnails
 from microfair.monitor.overview import Windows, human_bytes
+from microfair.monitor.qc_view import qc_scenes
 from microfair.monitor.records import other_records, record_view
 from microfair.monitor.seed import seed_ledger, verdict_record
 
@@ -151,7 +152,9 @@ def test_dataset_detail_and_event_lookup(facility) -> None:
     assert [e.id for e in d.errors] == [first, second] and d.failed_now == {second}
     assert d.files[0].sha256 == "ab" * 32
     assert qc_thumbnails(d.records["qc"]) == [("DAPI", "D1/dapi.png")]
-    assert qc_channels(d.records["qc"]) == [{"name": "DAPI", "metrics": {"snr": 2.0}, "flags": ["SNR 2 < 3"]}]
+    (scene,) = qc_scenes(d.records["qc"], qc_thumbnails(d.records["qc"]))  # an older, flat record: one scene
+    (ch,) = scene.channels
+    assert (ch.name, ch.flags, ch.thumbnail, dict(ch.metrics)["SNR"]) == ("DAPI", ["SNR 2 < 3"], 0, "2")
     ev, uid, latest = get_event(ledger, second)
     assert (uid, latest, ev.map_index) == ("D1", True, 7)
     assert get_event(ledger, first)[2] is False  # superseded: no re-run

@@ -129,6 +129,8 @@ def run_blockers(api: Any, dag_id: str, *, own_run_id: str | None = None) -> lis
         dag = api.dag(dag_id)
         runs = [r for r in api.active_dag_runs(dag_id) if r.get("dag_run_id") != own_run_id]
     except AirflowApiError as exc:
+        if exc.status == 404:
+            return [f"The DAG {dag_id} is not in Airflow: nothing will run it."]
         return [f"Airflow cannot say whether {dag_id} will run: {exc}"]
     out = []
     if dag.get("is_paused"):

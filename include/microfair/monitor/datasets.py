@@ -286,29 +286,6 @@ def qc_thumbnails(qc: dict[str, Any] | None) -> list[tuple[str, str]]:
     return unique
 
 
-def qc_channels(qc: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """Per channel: name, numeric/text metrics and flags, from a QC record."""
-    if not qc:
-        return []
-    chans = qc.get("channels") or []
-    if isinstance(chans, dict):
-        chans = [{"name": k, **(v if isinstance(v, dict) else {"value": v})} for k, v in chans.items()]
-    out = []
-    for i, ch in enumerate(chans):
-        if not isinstance(ch, dict):
-            continue
-        metrics = ch.get("metrics") if isinstance(ch.get("metrics"), dict) else {
-            k: v for k, v in ch.items()
-            if k not in ("name", "channel", "index", "flags", "thumbnail", "histogram") and
-            isinstance(v, (int, float, str, bool))}
-        flags = ch.get("flags") or []
-        if isinstance(flags, dict):
-            flags = [f"{k}: {v}" for k, v in flags.items() if v]
-        out.append({"name": ch.get("name") or ch.get("channel") or f"channel {ch.get('index', i)}",
-                    "metrics": metrics, "flags": [str(f) for f in flags]})
-    return out
-
-
 def thumbnail_file(reports_root: Path, converted_root: Path, ledger: Ledger, uid: str, n: int) -> Path | None:
     """The ``n``-th thumbnail of a dataset's QC record as a file, or None when it is not there.
 

@@ -86,6 +86,8 @@ def qc_scenes(qc: dict[str, Any] | None, thumbnails: list[tuple[str, str]] | Non
         if isinstance(chans, dict):
             chans = [{"name": k, **(v if isinstance(v, dict) else {})} for k, v in chans.items()]
         for ci, ch in enumerate(c for c in chans if isinstance(c, dict)):
+            if isinstance(ch.get("metrics"), dict):  # an older record shape: metrics one level down
+                ch = {**ch["metrics"], **ch}
             cidx = int(ch.get("index", ci))
             hist = ch.get("histogram") if isinstance(ch.get("histogram"), dict) else None
             name = str(ch.get("name") or ch.get("channel") or f"channel {cidx}")
