@@ -2,7 +2,7 @@
 
 Seeds a ledger with 10,000 datasets and about 100,000 stage events (plus QC, Dublin Core
 and 3-2-1 verdict records), starts ``airflow api-server`` with the dashboard plugin (the
-same stack as the browser test), then requests every page as a logged-in user, one
+demo's Airflow set-up, benchmarks/airflow_api.py), then requests every page as a logged-in user, one
 request at a time, and prints the median and p95 of each page's time, the target
 (p95 < 300 ms), the ratio to a peer measured in the same run with the same client,
 **Airflow's own ``GET /api/v2/dags?limit=50``**, and the peak memory (RSS) of the API
@@ -27,11 +27,10 @@ from pathlib import Path
 import psutil
 import requests
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "browser"))
-sys.path.insert(0, str(REPO / "plugins" / "microfair_dashboard"))
+from airflow_api import start_api_server  # benchmarks/airflow_api.py, beside this script
 
-from airflow_stack import start_stack  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "plugins" / "microfair_dashboard"))
 
 TARGET_P95_MS = 300.0
 
@@ -85,8 +84,8 @@ def main() -> int:
     build_assets.build()
     with tempfile.TemporaryDirectory(prefix="microfair-bench-") as tmp:
         t0 = time.perf_counter()
-        stack = start_stack(Path(tmp), n_datasets=args.datasets, events_per_dataset=args.events_per_dataset,
-                            refresh_seconds=30)
+        stack = start_api_server(Path(tmp), n_datasets=args.datasets, events_per_dataset=args.events_per_dataset,
+                                 refresh_seconds=30)
         ledger = stack.ledger()
         with ledger.session() as s:
             from sqlalchemy import func, select
