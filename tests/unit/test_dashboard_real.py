@@ -60,6 +60,11 @@ class FakeAirflow:
         self.calls.append(("active_runs", dag_id))
         return list(self.active_runs)
 
+    def failed_task_instances(self, dag_ids, task_ids, *, since=None, limit: int = 5) -> list[dict[str, Any]]:
+        self.calls.append(("failed_tis", tuple(task_ids)))
+        return [{"dag_id": DAG_ID, "dag_run_id": "scheduled__zone", "task_id": "discover", "state": "failed",
+                 "start_date": "2026-12-01T10:00:00Z", "end_date": "2026-12-01T10:00:05Z"}]
+
     def trigger_dag_run(self, dag_id: str, *, note: str | None = None) -> dict[str, Any]:
         self.calls.append(("trigger", dag_id))
         return {"dag_id": dag_id, "dag_run_id": "manual__released", "state": "queued"}
@@ -219,7 +224,7 @@ def test_one_byte_unit_convention_in_the_dashboard_and_the_cli(client, real, cap
     assert "1.4 MiB collected" in out and " MB" not in out
 
 
-def test_a_missing_landing_zone_is_a_warning_card_and_an_alert(client, real, tmp_path) -> None:
+def test_a_missing_landing_zone_is_a_warning_card_and_an_alert(client, real, airflow, tmp_path) -> None:
     from microfair.monitor.alerts import zone_alerts
 
     cfg, ledger, _ = real
@@ -230,12 +235,15 @@ def test_a_missing_landing_zone_is_a_warning_card_and_an_alert(client, real, tmp
         html = client.get("/").text
         card = re.search(r'<div class="card warn"[^>]*data-testid="zone-missing".*?</div>', html, re.S)
         assert card and zone.microscope in card.group(0) and "not mounted" in card.group(0)
+        assert "scheduled__zone / discover" in card.group(0)  # the failed discover task, from Airflow's REST API
         alerts = zone_alerts(cfg, ledger)
         assert [a.kind for a in alerts] == ["landing_zone_missing"] and str(zone.path) in alerts[0].reason
         assert zone_alerts(cfg, ledger) == []  # once per outage, not after every task
     finally:
         moved.rename(zone.path)
+    airflow.calls.clear()
     assert "zone-missing" not in client.get("/").text
+    assert ("failed_tis", ("discover",)) not in airflow.calls  # asked only while a zone is missing
     assert zone_alerts(cfg, ledger) == []  # back: no alert; the next outage alerts again
 
 
@@ -327,3 +335,26 @@ def test_confirm_pages_warn_when_the_dag_is_paused_or_runs_are_blocked(client, r
     assert "max_active_runs" in page and "scheduled__x" in page
     airflow.active_runs = []
     assert 'data-testid="run-warning"' not in client.get(f"/release/{uid}").text
+
+
+def test_release_is_refused_when_a_newer_version_of_the_file_took_over(facility_config, ledger) -> None:
+    from microfair.monitor.release import ReleaseRefused, release_from_quarantine
+
+    for uid, state in (("OLD", "quarantined"), ("NEW", "discovered")):
+        ledger.upsert_dataset(uid, microscope="demo-scope", source_path="/landing/a.czi", name="a.czi", state=state)
+    with pytest.raises(ReleaseRefused, match="already taken up as dataset NEW"):
+        release_from_quarantine(ledger, "OLD", "admin")
+    assert ledger.require("OLD").state == "quarantined" and ledger.audit_entries("release_quarantine") == []
+
+
+def test_a_user_who_may_not_clear_gets_no_release_and_a_forged_post_is_refused(client, real) -> None:
+    from microfair_dashboard import deps
+
+    _, ledger, ing = real
+    uid = ing.uids["corrupt"]
+    client.app.dependency_overrides[deps.clear_permission] = lambda: (lambda user, dag_id: False)
+    assert f'data-testid="release-{uid}"' not in client.get(f"/datasets/{uid}").text
+    assert client.get(f"/release/{uid}").status_code == 403
+    r = client.post(f"/release/{uid}", data={"token": "forged", "confirm_unchanged": "yes"}, follow_redirects=False)
+    assert r.status_code == 403 and ledger.require(uid).state == "quarantined"
+    assert [a.actor for a in ledger.audit_entries("release_refused")] == ["admin"]

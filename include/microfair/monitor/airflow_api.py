@@ -118,6 +118,16 @@ class AirflowApi:
             body["note"] = note[:1000]
         return self._call("POST", f"/dags/{quote(dag_id, safe='')}/dagRuns", json=body) or {}
 
+    def failed_task_instances(self, dag_ids: list[str], task_ids: list[str], *, since: Any = None,
+                              limit: int = 5) -> list[dict[str, Any]]:
+        """The newest failed instances of these tasks (e.g. ``discover`` when a landing zone is missing)."""
+        body: dict[str, Any] = {"dag_ids": dag_ids, "task_ids": task_ids, "state": ["failed"],
+                                "order_by": "-start_date", "page_limit": limit}
+        if since is not None:
+            body["start_date_gte"] = since.isoformat()
+        out = self._call("POST", "/dags/~/dagRuns/~/taskInstances/list", json=body)
+        return list((out or {}).get("task_instances") or [])
+
 
 def run_blockers(api: Any, dag_id: str, *, own_run_id: str | None = None) -> list[str]:
     """Why a re-run of ``dag_id`` would not start now: a paused DAG, or runs ahead of it under max_active_runs.

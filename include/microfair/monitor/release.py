@@ -73,6 +73,10 @@ def release_from_quarantine(ledger: Ledger, uid: str, actor: str, *, confirmed_u
     ds = ledger.require(uid)
     if ds.state != "quarantined":
         raise ReleaseRefused(f"{uid} is not quarantined (state {ds.state!r})")
+    newer = newer_version(ledger, ds)
+    if newer is not None:
+        raise ReleaseRefused(f"{uid}: the changed file was already taken up as dataset {newer}; "
+                             "that dataset is the one to follow")
     lf = landing_file(ds)
     if not lf.exists:
         raise ReleaseRefused(f"{uid}: {lf.describe()}; there is nothing to ingest again")
@@ -86,6 +90,17 @@ def release_from_quarantine(ledger: Ledger, uid: str, actor: str, *, confirmed_u
     ledger.audit(actor, RELEASE_ACTION, uid, details)
     log.info("%s: released from quarantine by %s (%s)", uid, actor, lf.describe())
     return details
+
+
+def newer_version(ledger: Ledger, ds: Any) -> str | None:
+    """The uid of a newer dataset of the same landing file (a changed file becomes a new version), if any."""
+    from sqlalchemy import select
+
+    from microfair.ledger import Dataset
+
+    with ledger.session() as s:
+        return s.scalar(select(Dataset.uid).where(Dataset.source_path == ds.source_path, Dataset.id > ds.id)
+                        .order_by(Dataset.id.desc()).limit(1))
 
 
 def record_trigger(ledger: Ledger, uid: str, actor: str, outcome: dict[str, Any]) -> None:
@@ -102,5 +117,5 @@ def record_trigger(ledger: Ledger, uid: str, actor: str, outcome: dict[str, Any]
             entry.details = {**(entry.details or {}), "triggered": outcome}
 
 
-__all__ = ["RELEASE_ACTION", "LandingFile", "ReleaseRefused", "landing_file", "record_trigger",
+__all__ = ["RELEASE_ACTION", "LandingFile", "ReleaseRefused", "landing_file", "newer_version", "record_trigger",
            "release_from_quarantine"]

@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+import logging
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from microfair.monitor import compliance, failures, filter_choices, overview
+from microfair.monitor import AirflowApiError, compliance, failures, filter_choices, overview
 from microfair.monitor.charts import throughput_svg
 from microfair_dashboard.deps import Api, FacilityDep, HasConnection, Loaded, MayClear
 from microfair_dashboard.security import Reader
 from microfair_dashboard.views.common import airflow_states
 
 router = APIRouter()
+log = logging.getLogger(__name__)
+#: The ingest DAGs whose ``discover`` task fails while a landing zone is missing.
+INGEST_DAGS = ["microfair_ingest", "microfair_ingest_batched"]
+
+
+def failed_discover_tasks(api: Any) -> list[dict[str, Any]]:
+    """Failed ``discover`` task instances of the last day (asked only while a landing zone is missing)."""
+    try:
+        return api.failed_task_instances(INGEST_DAGS, ["discover"], since=datetime.now(timezone.utc) - timedelta(days=1))
+    except AirflowApiError as exc:
+        log.warning("dashboard: failed discover tasks unavailable: %s", exc)
+        return []
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -29,11 +45,13 @@ def overview_page(request: Request, user: Reader, loaded: Loaded, fac: FacilityD
     ov = overview(cfg, ledger, microscope=microscope, project=project, days=cfg.dashboard.throughput_days,
                   failed=failed)
     states = states_later.result()
+    missing = [b for b in ov.backlog if b.missing]
+    discover_failed = failed_discover_tasks(api) if missing else []
     return render(request, "overview.html", user, ov=ov, chart=throughput_svg(ov.throughput),
                   choices=filter_choices(ledger), microscope=microscope or "", project=project or "",
                   airflow_states=states, can_clear={f.event_id: may(user, f.dag_id or ("microfair_ingest" if f.quarantined else None))
                              for f in ov.failures},
-                  missing_zones=[b for b in ov.backlog if b.missing], availability=fac.availability(has_conn))
+                  missing_zones=missing, discover_failed=discover_failed, availability=fac.availability(has_conn))
 
 
 @router.get("/compliance", response_class=HTMLResponse)
