@@ -24,7 +24,7 @@ default_args = task_defaults(retries=2, retry_delay=timedelta(minutes=5), max_re
 
 
 def _schedule():
-    from airflow.timetables.trigger import CronTriggerTimetable
+    from airflow.sdk import CronTriggerTimetable
 
     cron = facility_setting("backup", "schedule", default="0 2 * * *")
     if not cron:
@@ -48,7 +48,7 @@ def microfair_backup():
     @task
     def targets() -> list[str]:
         """The backup targets declared in the facility configuration."""
-        from airflow.exceptions import AirflowFailException
+        from airflow.sdk.exceptions import AirflowFailException
 
         from microfair_airflow.common import facility
 

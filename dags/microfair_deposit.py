@@ -54,7 +54,7 @@ def microfair_deposit():
     @task
     def validate(params: dict, **context) -> dict:
         """Every field the BioImages.v5 template requires; nothing is uploaded when one is missing."""
-        from airflow.exceptions import AirflowFailException
+        from airflow.sdk.exceptions import AirflowFailException
 
         from microfair.deposit import DepositInvalid, DepositSelection
         from microfair.deposit.study import StudyFileError

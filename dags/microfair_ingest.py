@@ -36,7 +36,7 @@ def microfair_ingest():
         from microfair.collect import scan
         from microfair_airflow.common import facility
 
-        from airflow.configuration import conf
+        from airflow.sdk import conf
 
         cfg, ledger = facility()
         result = scan(cfg, ledger)
@@ -55,7 +55,7 @@ def microfair_ingest():
         @task
         def collect(acquisition: dict, **context) -> str:
             """Checksummed, resumable copy into the read-only raw tree."""
-            from airflow.exceptions import AirflowSkipException
+            from airflow.sdk.exceptions import AirflowSkipException
 
             from microfair.collect import Acquisition, NotReady, collect as collect_one
             from microfair_airflow.common import facility, run_context

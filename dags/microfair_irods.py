@@ -37,7 +37,7 @@ def microfair_irods():
     @task
     def pending(params: dict | None = None) -> list[str]:
         """Datasets past QC that are not registered yet; skips the run without an iRODS connection."""
-        from airflow.exceptions import AirflowSkipException
+        from airflow.sdk.exceptions import AirflowSkipException
 
         from microfair.irods import pending_datasets
         from microfair_airflow.common import facility

@@ -69,3 +69,35 @@ def test_dag_conventions(dagbag, check):
                 assert task["owner"] == "microfair", (dag_id, task_id)
             if check == "retries" and task_id != "report" and not dag_id.endswith("_retention"):
                 assert task["retries"] >= 1, (dag_id, task_id)
+
+
+@pytest.mark.parametrize("path", sorted(p.name for p in (REPO / "dags").glob("*.py") if not p.name.startswith("_")))
+def test_dag_file_parses_with_deprecation_warnings_as_errors(path, tmp_path):
+    """Each DAG file, imported alone as the dag-processor does, with no deprecated or future-changing API."""
+    env = airflow_env(tmp_path / "af", tmp_path / "missing.yaml")
+    proc = subprocess.run([sys.executable, "-W", "error::DeprecationWarning", "-W", "error::FutureWarning", "-c",
+                           "import runpy, sys; runpy.run_path(sys.argv[1], run_name='dag_file')",
+                           str(REPO / "dags" / path)], env=env, capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def _airflow_imports(path: Path) -> list[str]:
+    import ast
+
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.append(node.module)
+        elif isinstance(node, ast.Import):
+            out.extend(a.name for a in node.names)
+    return [m for m in out if m == "airflow" or m.startswith("airflow.")]
+
+
+def test_task_side_code_imports_airflow_only_through_the_sdk():
+    """DAG files and the task-side glue (hooks, operators, sensors) use the Task SDK, nothing of Airflow core
+    (which warns on 3.x and is not there on a worker that only has the SDK). Lazy imports inside functions
+    count: they run in the tasks. The dashboard plugin runs inside the API server and may use core."""
+    files = [*(REPO / "dags").glob("*.py"), *(REPO / "include" / "microfair_airflow").rglob("*.py")]
+    bad = {str(p.relative_to(REPO)): mods for p in files
+           if (mods := [m for m in _airflow_imports(p) if not (m == "airflow.sdk" or m.startswith("airflow.sdk."))])}
+    assert bad == {}

@@ -31,7 +31,7 @@ class BackupTargetOperator(BaseOperator):
         self.config_path = config_path
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow.exceptions import AirflowException
+        from airflow.sdk.exceptions import AirflowException
 
         from microfair.backup import ResticError, run_backup
         from microfair_airflow.common import facility, run_context

@@ -22,7 +22,7 @@ def raise_for_state(uid: str, state: str, ledger: Any) -> str:
     ``quarantined``: the task fails without retry (the reason is in the log and the ledger);
     ``not_ready``: the task is skipped (the file is picked up by a later scan).
     """
-    from airflow.exceptions import AirflowFailException, AirflowSkipException
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
     if state == "quarantined":
         ds = ledger.require(uid)

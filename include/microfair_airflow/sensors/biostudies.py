@@ -35,7 +35,7 @@ class BiostudiesSubmissionSensor(BaseSensorOperator):
     def poke(self, context: Any) -> bool:
         import json
 
-        from airflow.exceptions import AirflowFailException
+        from airflow.sdk.exceptions import AirflowFailException
 
         from microfair.deposit import DepositSelection
         from microfair.deposit.biostudies import FINAL_BAD, FINAL_OK
