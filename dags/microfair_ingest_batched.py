@@ -1,12 +1,16 @@
 """microfair_ingest_batched: microfair_ingest for landing zones full of small files (proposal for review).
 
 discover ─▶ ingest_batch[i]: collect ─▶ validate ─▶ convert ─▶ qc ─▶ verdict ─▶ report (emits INGESTED)
+                                                                              └─▶ all_batches_passed
 
 Same stages and domain functions as microfair_ingest, but small acquisitions (below
 ``MICROFAIR_BATCH_MAX_MB``, default 64 MB) are grouped ``MICROFAIR_BATCH_SIZE`` (default 50) to one mapped
 task-group instance; a large acquisition still gets its own. Inside a batch each acquisition is processed on
 its own: a bad file is quarantined with its reason in the ledger and the others go on; ``verdict`` then fails
 the batch's instance, naming the datasets that need attention, so the Airflow UI still shows red.
+``report`` counts, from the ledger, every dataset of every batch that reached QC (those of a failed batch
+too) and emits INGESTED; ``all_batches_passed`` (a leaf downstream of every verdict) is then
+``upstream_failed`` when any verdict failed, so the run itself is failed (red), not green.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ default_args = task_defaults(retries=3, retry_delay=timedelta(seconds=30), max_r
 
 def _max_map_length() -> int:
     """Airflow's ``[core] max_map_length`` (how many mapped instances one task may have)."""
-    from airflow.configuration import conf
+    from airflow.sdk import conf
 
     return conf.getint("core", "max_map_length", fallback=1024)
 
@@ -135,7 +139,7 @@ def microfair_ingest_batched():
         @task(trigger_rule="all_done")  # AirflowFailException: never retried
         def verdict(batch: list[dict]) -> list[str]:
             """Fail this batch's instance when any of its datasets needs attention (all are in the ledger)."""
-            from airflow.exceptions import AirflowFailException
+            from airflow.sdk.exceptions import AirflowFailException
 
             from microfair_airflow.common import facility
 
@@ -154,14 +158,30 @@ def microfair_ingest_batched():
         return checked
 
     @task(trigger_rule="all_done", outlets=[INGESTED], retries=0)
-    def report(batches: list[list[str] | None] | None) -> dict:
-        """Log the ledger summary a facility manager reads after each run."""
-        from microfair_airflow.common import report_ingest
+    def report(batches: list[list[dict]] | None) -> dict:
+        """Log the ledger summary a facility manager reads after each run.
 
-        done = [u for b in (batches or []) if b for u in b]
+        The datasets that reached QC are read from the ledger for every batch of the run: a batch whose
+        verdict failed has no XCom, but its good datasets were ingested all the same.
+        """
+        from microfair_airflow.common import facility, report_ingest
+
+        _, ledger = facility()
+        uids = [a["uid"] for b in (batches or []) for a in b]
+        done = [u for u in uids if (d := ledger.get(u)) is not None and d.state == "qc_done"]
         return report_ingest(done)
 
-    report(ingest_batch.expand(batch=discover()))
+    @task  # default trigger rule: upstream_failed (so the run is failed) when any verdict failed
+    def all_batches_passed(verdicts: list[list[str]]) -> int:
+        """Every batch's verdict passed; the run is green only then."""
+        n = sum(len(v or []) for v in verdicts)
+        print(f"every batch passed its verdict: {n} dataset(s) reached QC")
+        return n
+
+    batches = discover()
+    verdicts = ingest_batch.expand(batch=batches)
+    verdicts >> report(batches)
+    all_batches_passed(verdicts)
 
 
 microfair_ingest_batched()

@@ -141,10 +141,12 @@ def test_the_batched_dag_ingests_small_acquisitions_in_one_mapped_instance(tmp_p
     (zone / "DEMO/Cells/e3" / f"{DAY}_DEMO_Cells_ALebon_Empty_RAW_v01.czi").write_bytes(b"")
     os.utime(zone / "DEMO/Cells/e3" / f"{DAY}_DEMO_Cells_ALebon_Empty_RAW_v01.czi", (old, old))
     result = run_dag("microfair_ingest_batched", airflow_home, config)
-    assert result["state"] == "success"
-    # One mapped instance for the four small files; its verdict fails (red in the UI) for the bad one.
+    # One mapped instance for the four small files; its verdict fails for the bad one, and so does the run (red).
+    assert result["state"] == "failed"
     assert states(result, "ingest_batch.qc") == {0: "success"}
     assert states(result, "ingest_batch.verdict") == {0: "failed"}
+    assert states(result, "report") == {-1: "success"} and states(result, "all_batches_passed") == {-1: "upstream_failed"}
+    assert "this run ingested 3 acquisition(s)" in result["log"]  # the failed batch's good datasets count
     ledger = Ledger.from_config(load_config(config))
     by_state = {d.name: d.state for d in ledger.datasets()}
     assert sorted(by_state.values()) == ["qc_done", "qc_done", "qc_done", "quarantined"]
