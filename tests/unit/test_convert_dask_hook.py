@@ -107,3 +107,55 @@ def test_connection_names_a_real_tcp_scheduler(tmp_path, monkeypatch):
             assert hook._cluster is None  # no local cluster started
             assert client.submit(sum, [1, 2, 3]).result() == 6
         assert cluster.status.name == "running"  # the hook does not stop a scheduler it did not start
+
+
+# The main module of a task process under a real executor: the `airflow` CLI, imported again by every process
+# that `spawn` starts, with the database URL the task supervisor blocks (block_orm_access).
+TASK_RUNNER_MAIN = r'''
+import airflow.settings  # what the airflow CLI imports; a spawned child re-imports this main module
+if __name__ == "__main__":
+    from airflow.sdk.execution_time.supervisor import block_orm_access
+
+    block_orm_access()  # as the supervisor does in every task process
+    from microfair.config.core import ConversionSettings, DaskSettings
+    from microfair_airflow.hooks.dask import DaskHook
+
+    hook = DaskHook(dask_conn_id="no_such_connection_for_test", settings=ConversionSettings(memory_limit_mb=512),
+                    dask_settings=DaskSettings(n_workers=1))
+    with hook.client() as client:
+        assert hook._cluster is not None and next(iter(hook._cluster.workers.values())).__class__.__name__ == "Nanny"
+        print("RESULT", client.submit(sum, [1, 2, 3]).result(), flush=True)
+    import sys
+    assert sys.modules["__main__"].__file__ == __file__  # the real main module is back
+'''
+
+
+def test_a_local_cluster_starts_inside_a_task_process_of_a_real_executor(tmp_path):
+    """Worker processes must not re-import the task runner's main module (it dies on the blocked DB URL)."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "task_runner_main.py"
+    script.write_text(TASK_RUNNER_MAIN)
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "airflow"), "PYTHONPATH": os.pathsep.join(sys.path)}
+    env.pop("AIRFLOW_CONN_DASK_DEFAULT", None)
+    proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path)
+    assert "Could not parse SQLAlchemy URL" not in proc.stderr
+    assert proc.returncode == 0 and "RESULT 6" in proc.stdout, proc.stderr[-3000:]
+
+
+def test_the_main_module_is_restored_after_nested_uses():
+    import sys
+
+    from microfair_airflow.hooks.dask import clean_main_module
+
+    main = sys.modules["__main__"]
+    with clean_main_module():
+        inner = sys.modules["__main__"]
+        assert inner is not main and getattr(inner, "__file__", None) is None and inner.__spec__ is None
+        with clean_main_module():
+            assert sys.modules["__main__"] is inner
+        assert sys.modules["__main__"] is inner  # still in use by the outer block
+    assert sys.modules["__main__"] is main

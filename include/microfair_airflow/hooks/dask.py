@@ -6,6 +6,14 @@ host and port (default 8786), protocol ``tcp`` unless the connection's extra say
 machine is started: one worker per core (``DaskSettings.n_workers`` overrides), one thread
 each, and ``ConversionSettings.memory_limit_mb`` split evenly between the workers.
 
+The local workers are processes started with ``spawn`` while ``__main__`` is an empty
+module (:func:`clean_main_module`). A spawned process re-imports its parent's main module;
+inside an Airflow task that is the ``airflow`` CLI, which, under a real executor, dies on the
+database URL the task supervisor blocks (``airflow-db-not-allowed:///``): "Nanny failed to start
+worker process". With a clean main module the workers import only dask and the domain code.
+In a daemonic process (a Celery prefork worker), which may not have children, the workers are
+threads. See docs/scale-out.md, "The local dask cluster inside a task".
+
 Example connection (environment variable)::
 
     AIRFLOW_CONN_DASK_DEFAULT='tcp://dask-scheduler.facility.local:8786'
@@ -16,6 +24,9 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import sys
+import threading
+import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -56,6 +67,38 @@ def local_cluster_options(settings: ConversionSettings | None = None, dask_setti
     return options
 
 
+_main_lock = threading.Lock()
+_main_users = 0
+_saved_main: types.ModuleType | None = None
+
+
+@contextmanager
+def clean_main_module() -> Iterator[None]:
+    """While the block runs, ``sys.modules["__main__"]`` is an empty module.
+
+    ``multiprocessing``'s ``spawn`` (dask's default start method) makes every child import the
+    parent's main module first, by name or by path. An empty module has neither, so the child
+    imports nothing of the parent's program (in a task: the Airflow CLI and its settings).
+    Re-entrant and thread-safe: the real main module is back when the last user leaves.
+    """
+    global _main_users, _saved_main
+    with _main_lock:
+        if _main_users == 0:
+            _saved_main = sys.modules.get("__main__")
+            clean = types.ModuleType("__main__", "stand-in main module while a local dask cluster runs")
+            sys.modules["__main__"] = clean
+        _main_users += 1
+    try:
+        yield
+    finally:
+        with _main_lock:
+            _main_users -= 1
+            if _main_users == 0:
+                if _saved_main is not None:
+                    sys.modules["__main__"] = _saved_main
+                _saved_main = None
+
+
 def scheduler_address(conn: Any) -> str:
     """``protocol://host:port`` of the scheduler named by an Airflow connection."""
     host = (conn.host or "").strip()
@@ -92,6 +135,7 @@ class DaskHook(BaseHook):
         self.timeout = timeout
         self._client: Any = None
         self._cluster: Any = None
+        self._clean_main: Any = None
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
@@ -142,8 +186,16 @@ class DaskHook(BaseHook):
             options = local_cluster_options(self.settings, self.dask_settings)
             log.info("dask: no connection %r; starting a local cluster: %d worker(s) x %d thread(s), %s each",
                      self.dask_conn_id, options["n_workers"], options["threads_per_worker"], options["memory_limit"])
-            self._cluster = LocalCluster(**options)
-            self._client = Client(self._cluster, set_as_default=False)
+            if options["processes"]:
+                # held for the cluster's lifetime: a nanny also spawns a worker again after a restart
+                self._clean_main = clean_main_module()
+                self._clean_main.__enter__()
+            try:
+                self._cluster = LocalCluster(**options)
+                self._client = Client(self._cluster, set_as_default=False)
+            except BaseException:
+                self.close()
+                raise
         return self._client
 
     def close(self) -> None:
@@ -154,6 +206,9 @@ class DaskHook(BaseHook):
         if self._cluster is not None:
             self._cluster.close()
             self._cluster = None
+        if self._clean_main is not None:
+            self._clean_main.__exit__(None, None, None)
+            self._clean_main = None
 
     @contextmanager
     def client(self) -> Iterator[Any]:
