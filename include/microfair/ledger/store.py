@@ -7,7 +7,7 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +15,27 @@ from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from microfair.ledger.models import AuditEntry, Dataset, DatasetFile, Record, StageEvent, StageStatus, utcnow
+from microfair.ledger.owner import current_owner, owner_alive
 
 log = logging.getLogger(__name__)
 
 #: Stages in life-cycle order, as the dashboard shows them.
 STAGES = ("collect", "validate", "convert", "qc", "backup", "irods", "deposit")
+
+#: Latest stage states that mean "this stage did not finish": the dataset needs another run.
+UNFINISHED = ("failed", "interrupted")
+#: Datasets that no re-run can move on (a person has to act first).
+SETTLED_BAD = ("quarantined", "failed")
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)
+
+
+def _interrupted_reason(ev: StageEvent, why: str) -> str:
+    owner = (ev.details or {}).get("owner") or {}
+    who = f" (pid {owner['pid']} on {owner['host']})" if owner.get("pid") and owner.get("host") else ""
+    return f"interrupted: the process running {ev.stage}{who} ended without finishing it; {why}"
 
 
 @dataclass
@@ -177,10 +193,18 @@ class Ledger:
                 if ds_id is None:
                     raise KeyError(f"{uid}: no such dataset in the ledger")
             ev = StageEvent(dataset_id=ds_id, stage=stage, state="running", attempt=ctx.attempt,
-                            dag_id=ctx.dag_id, run_id=ctx.run_id, task_id=ctx.task_id, map_index=ctx.map_index)
+                            dag_id=ctx.dag_id, run_id=ctx.run_id, task_id=ctx.task_id, map_index=ctx.map_index,
+                            details={"owner": current_owner()})
             s.add(ev)
             s.flush()
             if ds_id is not None:
+                # A new attempt of this stage: an earlier one still "running" was cut off (killed process).
+                for old in s.scalars(select(StageEvent).where(StageEvent.dataset_id == ds_id,
+                                                              StageEvent.stage == stage, StageEvent.id < ev.id,
+                                                              StageEvent.state == "running")):
+                    self._interrupt(s, old, f"superseded by event {ev.id}")
+                    log.warning("%s: %s event %d was left running; marked interrupted (new attempt: event %d)",
+                                uid, stage, old.id, ev.id)
                 self._set_status(s, ds_id, stage, "running", ev.id, None)
             return ev.id
 
@@ -192,10 +216,66 @@ class Ledger:
                 raise KeyError(f"no stage event {event_id}")
             ev.state, ev.ended_at = state, utcnow()
             ev.bytes, ev.checksum, ev.error = bytes, checksum, error
-            if details:
-                ev.details = details
+            ev.details = details or None  # the running owner is dropped: it only matters while running
             if ev.dataset_id is not None:
-                self._set_status(s, ev.dataset_id, ev.stage, state, ev.id, error)
+                st = s.get(StageStatus, (ev.dataset_id, ev.stage))
+                if st is None or st.event_id is None or st.event_id <= ev.id:  # never over a newer attempt
+                    self._set_status(s, ev.dataset_id, ev.stage, state, ev.id, error)
+
+    def _interrupt(self, s: Session, ev: StageEvent, why: str) -> None:
+        reason = _interrupted_reason(ev, why)
+        ev.state, ev.ended_at, ev.error = "interrupted", utcnow(), reason
+        if ev.dataset_id is not None:
+            st = s.get(StageStatus, (ev.dataset_id, ev.stage))
+            if st is not None and st.event_id == ev.id:
+                st.state, st.error, st.updated_at = "interrupted", reason, utcnow()
+
+    def sweep_interrupted(self, *, older_than: timedelta = timedelta(minutes=10),
+                          foreign_older_than: timedelta = timedelta(hours=24),
+                          now: datetime | None = None) -> list[int]:
+        """Mark ``interrupted`` the stage events left ``running`` by a process that is gone.
+
+        An event started on this host is swept when it is older than ``older_than`` and its process
+        (pid and start time, recorded at the start) no longer exists; a live process is never swept.
+        One started on another host (or before owners were recorded) cannot be checked from here: it is
+        swept once older than ``foreign_older_than``. Returns the ids of the events marked.
+        """
+        now = now or utcnow()
+        marked: list[int] = []
+        with self.session() as s:
+            for ev in s.scalars(select(StageEvent).where(StageEvent.state == "running").order_by(StageEvent.id)):
+                age = now - _aware(ev.started_at)
+                alive = owner_alive((ev.details or {}).get("owner"))
+                if alive is False and age >= older_than:
+                    self._interrupt(s, ev, "found by the stale-event sweep (its process no longer exists)")
+                elif alive is None and age >= foreign_older_than:
+                    self._interrupt(s, ev, f"found by the stale-event sweep (running for more than "
+                                           f"{foreign_older_than}, its process cannot be checked from this host)")
+                else:
+                    continue
+                marked.append(ev.id)
+        if marked:
+            log.warning("ledger: %d stage event(s) left running by a process that is gone; marked interrupted: %s",
+                        len(marked), marked)
+        return marked
+
+    def unfinished_datasets(self, stages: tuple[str, ...] | None = None) -> list[tuple[Dataset, str, str]]:
+        """Datasets whose latest attempt of a stage failed or was interrupted: ``(dataset, stage, state)``.
+
+        Quarantined datasets are left out (a person must act first). A dataset appears once per such
+        stage, in life-cycle order. Call :meth:`sweep_interrupted` first to include orphans still
+        marked ``running``.
+        """
+        with self.session() as s:
+            q = (select(Dataset, StageStatus.stage, StageStatus.state)
+                 .join(StageStatus, StageStatus.dataset_id == Dataset.id)
+                 .where(StageStatus.state.in_(UNFINISHED), Dataset.state.not_in(SETTLED_BAD))
+                 .order_by(Dataset.id))
+            if stages:
+                q = q.where(StageStatus.stage.in_(stages))
+            rows = [(ds, stage, state) for ds, stage, state in s.execute(q)]
+        order = {st: i for i, st in enumerate(STAGES)}
+        return sorted(rows, key=lambda r: (r[0].id, order.get(r[1], len(order))))
 
     @staticmethod
     def _set_status(s: Session, ds_id: int, stage: str, state: str, event_id: int, error: str | None) -> None:
@@ -265,11 +345,36 @@ class Ledger:
                 {"uid": uid, "name": name, "state": state, "reason": reason}
                 for uid, name, state, reason in s.execute(
                     select(Dataset.uid, Dataset.name, Dataset.state, Dataset.reason)
-                    .where(Dataset.state.in_(("quarantined", "failed"))).order_by(Dataset.id)
+                    .where(Dataset.state.in_(SETTLED_BAD)).order_by(Dataset.id)
                 )
             ]
+            problems += self._stage_problems(s)
             return {"datasets": sum(by_state.values()), "bytes": int(total_bytes or 0), "by_state": by_state,
                     "stages": stages, "problems": problems}
+
+
+    @staticmethod
+    def _stage_problems(s: Session) -> list[dict[str, Any]]:
+        """Datasets (not quarantined) whose latest attempt of a stage failed, was interrupted, or is
+        still ``running`` although its process on this host is gone (not yet swept)."""
+        rows = s.execute(
+            select(Dataset.uid, Dataset.name, StageStatus.stage, StageStatus.state, StageStatus.error,
+                   StageEvent.details)
+            .join(StageStatus, StageStatus.dataset_id == Dataset.id)
+            .outerjoin(StageEvent, StageEvent.id == StageStatus.event_id)
+            .where(StageStatus.state.in_((*UNFINISHED, "running")), Dataset.state.not_in(SETTLED_BAD))
+            .order_by(Dataset.id, StageStatus.stage))
+        out = []
+        for uid, name, stage, state, error, details in rows:
+            if state == "running":
+                owner = (details or {}).get("owner")
+                if owner_alive(owner) is not False:
+                    continue
+                state, error = "interrupted", (f"interrupted: the process running {stage} (pid {owner['pid']} "
+                                               f"on {owner['host']}) is gone; the next run of {stage} redoes it")
+            out.append({"uid": uid, "name": name, "state": f"{stage} {state}",
+                        "reason": f"{stage} {state}: {error or 'no message recorded'}"})
+        return out
 
 
 def as_dict(ds: Dataset) -> dict[str, Any]:
