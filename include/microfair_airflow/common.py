@@ -81,12 +81,15 @@ def config_value(*keys: str, default: Any = None) -> Any:
 
 
 def task_defaults(*, retries: int, retry_delay: timedelta, max_retry_delay: timedelta) -> dict[str, Any]:
-    """``default_args`` shared by the microfair DAGs: exponential back-off between retries.
+    """``default_args`` shared by the microfair DAGs: exponential back-off between retries, and every
+    failure recorded in the ledger (:func:`microfair_airflow.failures.record_task_failure`).
 
     ``MICROFAIR_TASK_RETRIES`` overrides the retry count (0 for ``airflow dags test`` runs in the demo
     and the tests, which would otherwise wait out the retry delays).
     """
     import os
+
+    from microfair_airflow.failures import record_task_failure
 
     return {
         "owner": "microfair",
@@ -94,6 +97,8 @@ def task_defaults(*, retries: int, retry_delay: timedelta, max_retry_delay: time
         "retry_delay": retry_delay,
         "retry_exponential_backoff": True,
         "max_retry_delay": max_retry_delay,
+        "on_failure_callback": record_task_failure,
+        "on_retry_callback": record_task_failure,  # a failed try that will be retried is a failed attempt too
     }
 
 
