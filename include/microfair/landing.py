@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from microfair.config import FacilityConfig, LandingZone
 from microfair.ledger import Dataset, Ledger, StageStatus
@@ -138,9 +139,12 @@ class _Zone:
 
 def _observe(ledger: Ledger, zone: LandingZone, path: Path, rel: str, st: os.stat_result, uid: str,
              version: int, now: float) -> None:
-    ledger.upsert_dataset(uid, state="discovered", microscope=zone.microscope, source_path=str(path),
-                          name=path.name, size_bytes=st.st_size, source_mtime_ns=st.st_mtime_ns,
-                          observed_at=datetime.fromtimestamp(now, tz=timezone.utc), version=version)
+    try:
+        ledger.upsert_dataset(uid, state="discovered", microscope=zone.microscope, source_path=str(path),
+                              name=path.name, size_bytes=st.st_size, source_mtime_ns=st.st_mtime_ns,
+                              observed_at=datetime.fromtimestamp(now, tz=timezone.utc), version=version)
+    except IntegrityError:  # another scan recorded this look at the same moment; its look counts
+        log.debug("%s: first look recorded by a concurrent scan", uid)
 
 
 def _look(ledger: Ledger, known: _Zone, zone: LandingZone, path: Path, rel: str, st: os.stat_result,
