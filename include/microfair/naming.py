@@ -138,7 +138,8 @@ def check_name(name: str, *, types: tuple[str, ...] | list[str] = ("RAW", "proce
         field_errors: list[str] = []
         d = _parse_date(d_tok)
         if d is None:
-            field_errors.append(f"date {d_tok!r} is not an ISO-8601 date (YYYY-MM-DD)")
+            field_errors.append(f"date {d_tok!r} is not a valid ISO-8601 date (YYYY-MM-DD)"
+                                + (": no such day" if DATE_LIKE.match(d_tok) else ""))
         elif today is not None and d > today:
             field_errors.append(f"date {d_tok} is in the future")
         if not PROJECT.match(proj):
