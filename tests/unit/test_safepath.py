@@ -199,3 +199,14 @@ def test_quarantine_path_falls_back_for_unsafe_names(facility_config):
     assert quarantine_path(facility_config, "scope", "P/S/f.tif", "mf-1") == q / "scope/P/S/f.tif"
     assert quarantine_path(facility_config, "scope", "‥/‥/f.tif", "mf-1") == q / "scope/_unsafe-names/mf-1/file"
     assert quarantine_path(facility_config, "scope", "/etc/passwd", "mf-1") == q / "scope/_unsafe-names/mf-1/file"
+
+
+def test_a_name_that_is_not_utf8_waits_with_a_reason_and_is_never_stored(facility_config, ledger):
+    zone = facility_config.landing_zones[0].path
+    bad = os.path.join(os.fsencode(zone), b"caf\xe9.tif")  # Latin-1 from an old acquisition PC
+    with open(bad, "wb") as f:
+        f.write(b"pixels")
+    res = scan(facility_config, ledger)
+    assert res.ready == [] and "not valid UTF-8" in res.waiting[0].why
+    res.waiting[0].source.encode("utf-8")  # printable in a task log
+    assert ledger.datasets() == []
