@@ -39,6 +39,7 @@ def microfair_ingest():
         from airflow.sdk import conf
 
         cfg, ledger = facility()
+        ledger.sweep_interrupted()  # stages left running by a killed process: interrupted, not running
         result = scan(cfg, ledger)
         for w in result.waiting:
             print(f"waiting: {w.source} ({w.why})")

@@ -78,6 +78,7 @@ def microfair_ingest_batched():
         from microfair_airflow.common import facility
 
         cfg, ledger = facility()
+        ledger.sweep_interrupted()  # stages left running by a killed process: interrupted, not running
         result = scan(cfg, ledger)
         size = int(os.environ.get("MICROFAIR_BATCH_SIZE", "50"))
         small = int(float(os.environ.get("MICROFAIR_BATCH_MAX_MB", "64")) * 1e6)
