@@ -2,8 +2,8 @@
 
 Exit codes: 0 success; 1 bad input or a failed check (message on stderr): an unreadable file,
 a name that breaks the convention, QC flags (microfair qc), an acquisition that failed or was
-quarantined (microfair ingest); 2 usage error. -v adds progress and the readers' warnings;
-tracebacks are shown with --debug only.
+quarantined (microfair ingest); 2 usage error (backup-status: 3 when not 3-2-1 compliant).
+-v adds progress and the readers' warnings; tracebacks are shown with --debug only.
 """
 
 # The module docstring is the --help text: keep it plain text (no reST markup).
