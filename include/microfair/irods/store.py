@@ -1,7 +1,7 @@
 """``IrodsStore``: every iRODS call microfair makes, behind one small interface.
 
 It wraps a python-irodsclient ``iRODSSession`` and uses only this part of its surface
-(which is also what the recording stand-in in ``tests/standins/irods.py`` implements):
+(which is also what the recording stand-in in ``microfair.standins.irods`` implements):
 
 * ``session.collections``: ``create(path, recurse=True)``, ``exists``, ``get``, ``register``
 * ``session.data_objects``: ``put(local, logical, **{regChksum, forceFlag, destRescName})``,
