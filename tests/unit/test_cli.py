@@ -110,6 +110,8 @@ def test_qc_exit_code_follows_the_flags(tmp_path, capsys):
     assert main(["qc", str(fine)]) == 0
     body = json.loads(capsys.readouterr().out)
     assert body["passed"] is True and body["scenes"][0]["channels"][0]["range_source"] == "SignificantBits=12"
+    assert main(["inspect", str(fine)]) == 0  # the bit depth is part of the recorded metadata
+    assert json.loads(capsys.readouterr().out)["scenes"][0]["significant_bits"] == 12
 
 
 def test_inspect_never_prints_a_reader_traceback(tmp_path):

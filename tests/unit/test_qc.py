@@ -245,3 +245,16 @@ def test_real_czi_samples_report_their_bit_depth(testdata):
             assert ch.range_source == "SignificantBits=14"
         else:
             assert "ignored" in ch.range_source
+
+
+@pytest.mark.parametrize("bits, flagged", [(12, True), (None, False)])
+def test_a_12_bit_camera_saturates_at_4095(tmp_path, bits, flagged):
+    data = _twelve_bit_camera(seed=12)
+    data[0, 0, :32, :] = 4095  # 25 % of the pixels at the 12-bit ceiling
+    extra = {"SignificantBits": bits} if bits else {}
+    report = qc_image(open_image(_ome_tiff(tmp_path / "sat.ome.tiff", data, **extra)),
+                      QcThresholds(snr_min=0, dynamic_range_min_fraction=0))
+    ch = report.scenes[0].channels[0]
+    expected = int(np.count_nonzero(data == 4095)) if bits else 0
+    assert ch.saturated_count == expected and ch.saturated_fraction == pytest.approx(expected / data.size)
+    assert ("saturation" in [f.metric for f in report.flags]) is flagged

@@ -168,14 +168,21 @@ def channel_qc(index: int, name: str, color: str, stats: ChannelStats, plane_sum
 
     ``plane_sums``: (T, Z, PLANE_FIELDS) summed plane statistics of this channel.
     ``significant_bits``: the bit depth the acquisition's metadata declares (None: unknown); the
-    dynamic range is measured against it (:func:`microfair.qc.bitdepth.intensity_range`).
+    dynamic range is measured against it (:func:`microfair.qc.bitdepth.intensity_range`), and a
+    pixel is saturated at its top (4095 for 12 bits) rather than at the dtype maximum.
     """
     pct = {f"p{q:g}": stats.percentile(q) for q in (LOW_PERCENTILE, 1, 10, 50, 90, 99, HIGH_PERCENTILE)}
     edges, counts = rebin_histogram(stats, thresholds.histogram_bins)
     snr = estimate_snr(stats)
-    sat_value = stats.space.saturation_value
-    sat_frac = (stats.n_saturated / stats.n_valid) if (sat_value is not None and stats.n_valid) else None
     available = intensity_range(stats.space.dtype, significant_bits, stats.maximum, stats.minimum)
+    sat_value = stats.space.saturation_value
+    n_saturated = stats.n_saturated
+    if (available is not None and sat_value is not None and available.high < sat_value
+            and stats.space.shift == 0 and stats.space.offset == 0):
+        # a 12-bit camera saturates at 4095, not at the uint16 maximum; 8/16-bit histograms are exact
+        sat_value = available.high
+        n_saturated = int(stats.histogram[int(sat_value)]) if int(sat_value) < stats.histogram.size else 0
+    sat_frac = (n_saturated / stats.n_valid) if (sat_value is not None and stats.n_valid) else None
     dr = dynamic_range_fraction(stats, None if available is None else (available.low, available.high))
     focus = focus_scores(plane_sums)  # (T, Z)
     first = focus[0] if focus.size else np.array([])
@@ -184,7 +191,7 @@ def channel_qc(index: int, name: str, color: str, stats: ChannelStats, plane_sum
     ch = ChannelQc(
         index=index, name=name, color=color, minimum=stats.minimum, maximum=stats.maximum,
         percentiles=pct, histogram_edges=edges, histogram_counts=counts, n_pixels=stats.n_valid,
-        n_nan=stats.n_nan, saturated_count=stats.n_saturated if sat_value is not None else None,
+        n_nan=stats.n_nan, saturated_count=n_saturated if sat_value is not None else None,
         saturated_fraction=sat_frac, snr=snr.snr, background=snr.background, signal=snr.signal,
         noise_background=snr.noise_background, noise_signal=snr.noise_signal, dynamic_range_fraction=dr,
         focus=[[None if not np.isfinite(v) else float(v) for v in row] for row in focus],
