@@ -202,3 +202,11 @@ def test_test_connection_never_shows_the_password(factories, monkeypatch):
 def test_the_hook_offers_the_form_the_provider_declares():
     assert IrodsHook.get_ui_field_behaviour() == ui_field_behaviour("irods")
     assert IrodsHook.get_ui_field_behaviour()["relabeling"]["schema"] == "Zone"
+
+
+def test_the_package_registers_the_standin_factory():
+    """The real lookup, no monkeypatch: the installed distribution's entry point ``standin``."""
+    from microfair.standins import irods_session
+
+    assert irods_hook.session_factories()["standin"].value == "microfair.standins.irods_session:factory"
+    assert irods_hook.session_factory("standin") is irods_session.factory
