@@ -174,6 +174,21 @@ def test_restic_test_connection_opens_the_repository_and_hides_the_password(monk
     assert not ok and "names no repository: set its extra 'repository'" in message
 
 
+def test_restic_credentials_come_from_the_targets_connection_with_the_facility_file_as_default(monkeypatch, tmp_path):
+    from microfair.config.backup import BackupTarget, SftpSettings
+    from microfair_airflow.hooks.restic import ResticHook
+
+    target = BackupTarget(name="nas", medium="remote-server", repository="sftp:backup@nas:/srv/restic",
+                          connection_id="restic_nas", sftp=SftpSettings(port=2222, identity_file="/k/id",
+                                                                        known_hosts_file="/k/hosts"))
+    conn_env(monkeypatch, tmp_path, "restic_nas", conn_type="restic", password=SECRET,
+             extra={"known_hosts": "/conn/hosts", "aws_access_key_id": "AKIA-TEST", "env": {"RESTIC_X": "1"}})
+    c = ResticHook(target_name="nas").get_credentials(target)
+    assert (c.password, c.password_file, c.ssh_identity_file, c.ssh_known_hosts_file, c.ssh_port) == \
+        (SECRET, None, "/k/id", "/conn/hosts", 2222)
+    assert c.env == {"RESTIC_X": "1", "AWS_ACCESS_KEY_ID": "AKIA-TEST"} and SECRET not in repr(c)
+
+
 def test_biostudies_test_connection_logs_in(monkeypatch, tmp_path):
     from microfair.standins.biostudies import BiostudiesStandin
     from microfair_airflow.hooks.biostudies import BiostudiesHook
