@@ -210,3 +210,12 @@ def test_the_package_registers_the_standin_factory():
 
     assert irods_hook.session_factories()["standin"].value == "microfair.standins.irods_session:factory"
     assert irods_hook.session_factory("standin") is irods_session.factory
+
+
+def test_the_standin_factory_through_the_hook_reads_the_zone_like_a_real_session(monkeypatch, tmp_path):
+    """Extra ``session_factory: standin``: the zone is the schema (the form's "Zone"), as for a real session."""
+    set_conn(monkeypatch, session_factory="standin", standin_state=str(tmp_path / "zone.pickle"))
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
+    ok, message = IrodsHook("irods_unit").test_connection()
+    assert ok and message == "connected to iRODS in zone facZone as microfair; /facZone/home/microfair exists"
+    assert (tmp_path / "zone.pickle").exists()  # the stand-in's zone, kept for the next session

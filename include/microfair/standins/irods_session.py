@@ -48,7 +48,8 @@ def state_path(conn: Any = None) -> Path:
 
 def load(path: Path, conn: Any = None) -> PersistentSession:
     """A session over the zone saved in ``path`` (an empty zone when the file does not exist yet)."""
-    zone = (conn.extra_dejson or {}).get("zone", "tempZone") if conn is not None else "tempZone"
+    # The zone as the real hook reads it: extra "zone", else the schema ("Zone" in the connection form).
+    zone = ((conn.extra_dejson or {}).get("zone") or conn.schema or "tempZone") if conn is not None else "tempZone"
     session = PersistentSession(path, zone=zone, user=conn.login if conn is not None else "rods",
                                 groups=("microfair", "demo"))
     if path.exists():
