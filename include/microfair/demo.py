@@ -155,9 +155,6 @@ def run_irods(root: Path, env: dict[str, str], logs: Path) -> int:
                                                   "login": "rods", "password": secrets.token_urlsafe(12),
                                                   "extra": {"zone": "tempZone", "session_factory": "standin",
                                                             "standin_state": str(state)}}),
-        # for a hook that still reads the factory from the environment (older microfair_airflow)
-        "MICROFAIR_IRODS_SESSION_FACTORY": "microfair.standins.irods_session:factory",
-        "MICROFAIR_IRODS_STANDIN_STATE": str(state),
     })
     print("  (iRODS is the recording stand-in of a python-irodsclient session)")
     return run([*AIRFLOW, "dags", "test", "microfair_irods"], env, logs / "microfair_irods.log")
