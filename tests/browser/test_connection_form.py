@@ -75,7 +75,7 @@ def add_irods_connection(page, conn_id: str, *, port: int, extras: dict[str, str
     dialog.get_by_label("iRODS user").fill("microfair")
     dialog.get_by_label("Password").fill(FORM_PASSWORD)
     dialog.get_by_label("Port").fill(str(port))
-    dialog.get_by_label("Zone").fill("tempZone")
+    dialog.get_by_label("Zone").fill("demoZone")
     dialog.get_by_text("Extra Fields", exact=True).click()
     for label, value in extras.items():  # the extra fields' labels are not tied to their inputs: find the field
         field = dialog.get_by_role("group").filter(has=page.locator("label", has_text=label))
@@ -108,11 +108,11 @@ def test_an_irods_connection_made_in_the_form_tests_green_against_the_standin(pa
     add_irods_connection(page, "irods_form", port=1247, extras={"Session factory": "standin"})
     conn = stored(stack, "irods_form")
     assert (conn["conn_type"], conn["host"], conn["login"], conn["schema"]) == \
-        ("irods", "127.0.0.1", "microfair", "tempZone")
+        ("irods", "127.0.0.1", "microfair", "demoZone")
     assert json.loads(conn["extra"])["session_factory"] == "standin"
     title, message = press_test(page, "irods_form")
     assert title == "Test Connection Successful"
-    assert message == "connected to iRODS in zone tempZone as microfair; /tempZone/home/microfair exists"
+    assert message == "connected to iRODS in zone demoZone as microfair; /demoZone/home/microfair exists"
 
 
 def test_an_irods_connection_to_a_dead_port_tests_red_with_the_reason(page, stack):
@@ -128,12 +128,12 @@ def test_an_irods_connection_to_a_dead_port_tests_red_with_the_reason(page, stac
 
 def test_the_rest_api_tests_an_irods_connection_and_never_echoes_the_password(stack):
     body = {"connection_id": "irods_rest", "conn_type": "irods", "host": "127.0.0.1", "port": 1247,
-            "login": "microfair", "password": FORM_PASSWORD, "schema": "tempZone",
+            "login": "microfair", "password": FORM_PASSWORD, "schema": "demoZone",
             "extra": json.dumps({"session_factory": "standin"})}
     cases = [
-        ({}, True, "connected to iRODS in zone tempZone as microfair; /tempZone/home/microfair exists"),
-        ({"extra": json.dumps({"session_factory": "standin", "home_collection": "/tempZone/home/nobody"})}, False,
-         "the home collection /tempZone/home/nobody does not exist"),
+        ({}, True, "connected to iRODS in zone demoZone as microfair; /demoZone/home/microfair exists"),
+        ({"extra": json.dumps({"session_factory": "standin", "home_collection": "/demoZone/home/nobody"})}, False,
+         "the home collection /demoZone/home/nobody does not exist"),
         ({"extra": json.dumps({"session_factory": "stand-in"})}, False,
          "no iRODS session factory 'stand-in' is installed (entry-point group microfair.irods_sessions; "
          "installed: standin"),
