@@ -131,3 +131,116 @@ def test_cli_backup_status_json(facility_config, ledger, capsys, tmp_path):
     assert "1 of 1 dataset(s) satisfy 3-2-1" in capsys.readouterr().out
     seed_dataset(facility_config, ledger, "B")
     assert main(["--config", str(cfg_file), "backup-status"]) == 3
+
+
+# -- what each run reads back (microfair.backup.schedule) -------------------------
+class _Run:
+    def __init__(self, check, at):
+        self.details, self.ended_at, self.started_at = {"check": check}, at, at
+
+
+def _cycle(cfg, runs: int, start, step):
+    """Plan ``runs`` consecutive checks, ``step`` apart, each recorded as the backup run would."""
+    from microfair.backup.schedule import plan_check
+
+    events, plans = [], []
+    for i in range(runs):
+        now = start + i * step
+        plan = plan_check(cfg, events, now, None)
+        plans.append(plan)
+        events.append(_Run({"ok": True, **plan.to_dict()}, now))
+    return plans
+
+
+def test_check_subset_rotates_through_every_part_within_the_window(facility_config):
+    from datetime import datetime, timedelta, timezone
+
+    facility_config.backup.check_subsets = 5
+    facility_config.backup.full_verification_days = 7
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    plans = _cycle(facility_config, 12, start, timedelta(days=1))
+    subsets = [p.subset for p in plans]
+    assert subsets[0] == "100%"  # never verified: read everything
+    assert subsets[1:6] == ["1/5", "2/5", "3/5", "4/5", "5/5"]  # then every part once, in order
+    assert subsets[6:11] == ["1/5", "2/5", "3/5", "4/5", "5/5"]  # and again
+
+
+def test_runs_rarer_than_the_rotation_needs_read_everything_when_the_window_is_up(facility_config):
+    from datetime import datetime, timedelta, timezone
+
+    facility_config.backup.check_subsets = 7
+    facility_config.backup.full_verification_days = 7
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    plans = _cycle(facility_config, 6, start, timedelta(days=3))  # a run every 3 days: 7 parts take 21 days
+    subsets = [p.subset for p in plans]
+    assert subsets[:4] == ["100%", "1/7", "2/7", "100%"], subsets  # day 9: the cycle begun on day 3 is overdue
+    # Everything is read at least once per window (plus at most one run interval).
+    done = [i * 3 for i, p in enumerate(plans) if p.full or p.position == p.subsets]
+    assert done[0] == 0 and max(b - a for a, b in zip(done, done[1:])) < 7 + 3, done
+
+
+def test_every_dataset_is_read_back_within_the_window(facility_config):
+    from datetime import datetime, timedelta, timezone
+
+    from microfair.backup.schedule import choose_read_backs
+
+    facility_config.backup.check_subsets = 7
+    facility_config.backup.full_verification_days = 7
+    facility_config.backup.restore_sample_files = 1
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    last = {f"u{i:02d}": start.isoformat() for i in range(30)}  # all restored on day 0
+    read_on: dict[str, list[int]] = {u: [0] for u in last}
+    for day in range(1, 29):
+        now = start + timedelta(days=day)
+        chosen = choose_read_backs(facility_config, last, now)
+        assert len(chosen) <= 30 and len(chosen) >= 5  # ceil(30 / 7) per run
+        for u in chosen:
+            last[u] = now.isoformat()
+            read_on[u].append(day)
+    for u, days in read_on.items():
+        assert max(b - a for a, b in zip(days, days[1:] + [28])) <= 7, (u, days)
+
+
+def test_overdue_datasets_are_all_read_back_at_once(facility_config):
+    from datetime import datetime, timedelta, timezone
+
+    from microfair.backup.schedule import choose_read_backs
+
+    facility_config.backup.full_verification_days = 7
+    now = datetime(2026, 1, 30, tzinfo=timezone.utc)
+    last = {f"old{i}": (now - timedelta(days=8)).isoformat() for i in range(20)}
+    last.update({f"new{i}": (now - timedelta(days=1)).isoformat() for i in range(20)})
+    last["never"] = None
+    chosen = choose_read_backs(facility_config, last, now)
+    assert chosen[0] == "never" and {f"old{i}" for i in range(20)} <= set(chosen)
+
+
+def test_missing_restic_is_a_clear_error(facility_config, ledger, monkeypatch, tmp_path):
+    from microfair.backup import ResticError, run_backup
+    from microfair.backup.restic import ResticNotInstalled
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # a PATH without restic
+    seed_dataset(facility_config, ledger, "A")
+    with pytest.raises(ResticNotInstalled, match=r"restic is not installed \(apt-get install restic\)") as exc:
+        run_backup(facility_config, ledger, "second-disk")
+    assert isinstance(exc.value, ResticError) and not isinstance(exc.value, FileNotFoundError)
+    [ev] = [e for e in ledger.events(stage="backup") if e.dataset_id is None]
+    assert ev.state == "failed" and "apt-get install restic" in ev.error
+
+
+def test_damaged_content_names_the_blob_and_a_full_cache_is_not_a_full_repository(tmp_path):
+    from microfair.backup.restic import CacheFullError, DamagedContent
+
+    r = Restic("/srv/repo", ResticCredentials(password="x" * 8), cache_dir=str(tmp_path / "cache"), label="disk")
+    blob = "7ec6e5d0903b4c8ede0474cbf67a1379131b23c6912c9e62498e5138182ebb04"
+    err = r._fail("dump", 1, f"cannot dump file: decrypting blob {blob} failed: ciphertext verification failed")
+    assert isinstance(err, DamagedContent) and err.blobs == (blob,)
+    tmp = Path(r.temp_dir)
+    tmp.mkdir(parents=True)
+    (tmp / "restic-temp-pack-123").write_bytes(b"x" * 100)
+    full = r._fail("backup", 1, f"Fatal: unable to save snapshot: Write: write {tmp}/restic-temp-pack-123: "
+                                "no space left on device")
+    assert isinstance(full, CacheFullError) and not isinstance(full, DiskFullError)
+    assert "backup cache" in str(full) and "retry" in str(full) and not any(tmp.iterdir())
+    repo_full = r._fail("backup", 1, "Fatal: unable to save snapshot: write /srv/repo/data/ab/x: no space left on device")
+    assert isinstance(repo_full, DiskFullError) and "disk full on the repository" in str(repo_full)

@@ -13,8 +13,31 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from test_backup_support import mark_backed_up, seed_dataset  # noqa: E402
 
-from microfair.backup import run_retention  # noqa: E402
+from microfair.backup import retention, run_retention  # noqa: E402
+from microfair.backup.copies import CopyCheck  # noqa: E402
 from microfair.backup.retention import ACTION  # noqa: E402
+from microfair.backup.run import record_kind  # noqa: E402
+
+
+class RepositoriesAsRecorded:
+    """Stand-in for the repository check (no restic here): each copy holds as its ledger record says,
+    except the targets named in ``broken`` (target → reason)."""
+
+    def __init__(self, cfg, ledger, *, now=None, credentials=None, broken=None):
+        self.ledger, self.broken, self.calls = ledger, dict(broken or {}), []
+
+    def check(self, ds, target):
+        self.calls.append((ds.uid, target.name))
+        rec = self.ledger.get_record(ds.uid, record_kind(target.name)) or {}
+        if target.name in self.broken:
+            return CopyCheck(target.name, False, rec.get("snapshot"), self.broken[target.name])
+        return CopyCheck(target.name, bool(rec.get("verified")), rec.get("snapshot"),
+                         None if rec.get("verified") else "not verified")
+
+
+@pytest.fixture(autouse=True)
+def _repositories_as_recorded(monkeypatch):
+    monkeypatch.setattr(retention, "RepositoryCopies", RepositoriesAsRecorded)
 
 
 def _item(report, uid):
@@ -158,3 +181,43 @@ def test_landing_zone_overlapping_storage_is_refused(facility_config, ledger, co
     item = _item(run_retention(facility_config, ledger, apply=True), compliant)
     assert item.action == "refuse" and "overlaps the facility storage" in item.reason
     assert Path(ds.raw_path).exists()
+
+
+def test_every_counted_copy_is_checked_and_the_audit_names_its_snapshot(facility_config, ledger, compliant):
+    checker = RepositoriesAsRecorded(facility_config, ledger)
+    item = _item(run_retention(facility_config, ledger, apply=True, copies=checker), compliant)
+    assert item.action == "deleted", item
+    assert sorted(checker.calls) == [(compliant, "offsite"), (compliant, "second-disk")]
+    [entry] = ledger.audit_entries(ACTION)
+    assert entry.details["snapshots"] == {"second-disk": "feedc0de", "offsite": "feedc0de"}
+    assert "second-disk feedc0d" in item.reason
+
+
+@pytest.mark.parametrize("broken", [
+    {"offsite": "repository does not open: target offsite: repository /x unreachable"},
+    {"second-disk": "its most recent restic check failed (damaged packs: 0123456789ab)"},
+    {"second-disk": "snapshot feedc0de is not listed in the repository now",
+     "offsite": "restore from snapshot feedc0de failed now: damaged content"},
+])
+def test_a_copy_that_fails_its_check_now_frees_nothing_and_says_why(facility_config, ledger, compliant, broken):
+    checker = RepositoriesAsRecorded(facility_config, ledger, broken=broken)
+    for apply in (False, True):
+        item = _item(run_retention(facility_config, ledger, apply=apply, copies=checker), compliant)
+        assert item.action == "refuse", item
+        for name, why in broken.items():
+            assert f"{name}: {why}" in item.reason
+        assert [c["ok"] for c in item.copies if c["target"] in broken] == [False] * len(broken)
+    assert Path(ledger.require(compliant).source_path).exists()
+    assert ledger.audit_entries(ACTION) == []
+
+
+def test_with_a_spare_target_the_remaining_checked_copies_still_count(facility_config, ledger):
+    spare = facility_config.backup.targets[0].model_copy(update={"name": "tape", "medium": "tape"})
+    facility_config.backup.targets.append(spare)
+    uid = seed_dataset(facility_config, ledger, "A", age_days=90)
+    mark_backed_up(facility_config, ledger, [uid])
+    checker = RepositoriesAsRecorded(facility_config, ledger, broken={"second-disk": "repository does not open"})
+    item = _item(run_retention(facility_config, ledger, apply=True, copies=checker), uid)
+    assert item.action == "deleted", item
+    [entry] = ledger.audit_entries(ACTION)
+    assert set(entry.details["snapshots"]) == {"offsite", "tape"} and entry.details["copies"] == 3

@@ -97,9 +97,11 @@ def cmd_backup_run(args: argparse.Namespace) -> int:
 
 def cmd_retention(args: argparse.Namespace) -> int:
     from microfair.backup.retention import run_retention
+    from microfair.backup.run import file_credentials
 
     cfg, ledger = _load(args)
-    report = run_retention(cfg, ledger, apply=True if args.apply else False, actor=args.actor)
+    report = run_retention(cfg, ledger, apply=True if args.apply else False, actor=args.actor,
+                           credentials=lambda t: _credentials(cfg, t) or file_credentials(t))
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, default=str, ensure_ascii=False))
         return 0

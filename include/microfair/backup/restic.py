@@ -42,6 +42,28 @@ class RepositoryUnreachable(ResticError):
     """The repository could not be opened (server down, wrong key, wrong path)."""
 
 
+class CacheFullError(ResticError):
+    """The local backup cache (restic's cache and temporary packs) is full; retry once space is freed."""
+
+
+class ResticNotInstalled(ResticError):
+    """The restic executable is not on this machine."""
+
+
+class DamagedContent(ResticError):
+    """restic could not read stored content back (MAC or hash mismatch); ``blobs`` names what failed."""
+
+    def __init__(self, reason: str, *, blobs: tuple[str, ...] = (), **kw: Any) -> None:
+        super().__init__(reason, **kw)
+        self.blobs = blobs
+
+
+_DAMAGE_MARKERS = ("ciphertext verification failed", "decrypting blob", "hash does not match",
+                   "pack id does not match", "unexpected eof")
+_BLOB_FAILED = re.compile(r"blob ([0-9a-f]{64})")
+_PACK_OF = re.compile(r"belongs to pack ([0-9a-f]{64})")
+
+
 @dataclass(repr=False)
 class ResticCredentials:
     """What restic needs to open a repository. ``password`` is never printed (see ``__repr__``)."""
@@ -176,7 +198,31 @@ class Restic:
             raise ResticError(f"target {self.label}: no repository password (connection or password_file)")
         env.update(c.env)
         env.setdefault("RESTIC_PROGRESS_FPS", "0.2")
+        if self.temp_dir:
+            os.makedirs(self.temp_dir, exist_ok=True)
+            env["TMPDIR"] = self.temp_dir
         return env
+
+    @property
+    def temp_dir(self) -> str | None:
+        """restic's temporary packs go below the backup cache, so that one volume holds both."""
+        if not self.cache_dir:
+            return None
+        return os.path.join(self.cache_dir, "tmp", re.sub(r"[^A-Za-z0-9_-]", "_", self.label))
+
+    def remove_partials(self) -> list[str]:
+        """Delete the temporary packs a failed restic left in this target's part of the backup cache."""
+        removed: list[str] = []
+        if not self.temp_dir or not os.path.isdir(self.temp_dir):
+            return removed
+        for entry in os.scandir(self.temp_dir):
+            if entry.is_file(follow_symlinks=False):
+                try:
+                    os.unlink(entry.path)
+                    removed.append(entry.path)
+                except OSError:
+                    pass
+        return removed
 
     def scrub(self, text: str) -> str:
         for s in self.credentials.secrets():
@@ -202,7 +248,20 @@ class Restic:
         fatal = [m for m in msgs if m.startswith("Fatal:")] or msgs[-3:] or [f"exit status {rc}"]
         text = " | ".join(dict.fromkeys(fatal))
         low = stderr.lower()
-        if "no space left on device" in low or "disk quota exceeded" in low:
+        full_lines = [ln for ln in lines if "no space left on device" in ln.lower() or "disk quota" in ln.lower()]
+        repo_paths = [self.repository, os.path.realpath(self.repository)] if self.repository_is_local() else []
+        on_repo = any(p.rstrip(os.sep) + os.sep in ln for ln in full_lines for p in repo_paths)
+        local_roots = [p for p in (self.cache_dir, self.temp_dir) if p]
+        local = not on_repo and any("restic-temp-pack" in ln or any(r.rstrip(os.sep) + os.sep in ln
+                                                                   for r in local_roots) for ln in full_lines)
+        if local:
+            removed = self.remove_partials()
+            where = self.cache_dir or os.environ.get("TMPDIR") or "/tmp"
+            return CacheFullError(f"target {self.label}: the local backup cache {where} is full (no space left on "
+                                  f"device while {verb}; {len(removed)} partial file(s) removed): free space there "
+                                  "or point backup.cache_dir at a larger volume, then retry",
+                                  returncode=rc, stderr=stderr)
+        if full_lines:
             return DiskFullError(f"target {self.label}: disk full on the repository ({verb} failed: {text})",
                                  returncode=rc, stderr=stderr)
         if any(s in low for s in ("unable to open repository", "unable to open config file",
@@ -214,13 +273,26 @@ class Restic:
                                          returncode=rc, stderr=stderr)
         if "wrong password" in low:
             return ResticError(f"target {self.label}: wrong repository password", returncode=rc, stderr=stderr)
+        if any(m in low for m in _DAMAGE_MARKERS):
+            blobs = tuple(dict.fromkeys(_BLOB_FAILED.findall(stderr)))
+            return DamagedContent(f"target {self.label}: damaged content in the repository ({verb}: {text})",
+                                  blobs=blobs, returncode=rc, stderr=stderr)
         return ResticError(f"target {self.label}: restic {verb} failed: {text}", returncode=rc, stderr=stderr)
+
+    def repository_is_local(self) -> bool:
+        return "://" not in self.repository and ":" not in self.repository.split("/", 1)[0]
 
     def popen(self, *args: str, stdout: int | IO[Any] = subprocess.PIPE) -> subprocess.Popen:
         cmd = self._args(*args)
         log.debug("target %s: running restic %s", self.label, args[0] if args else "")
-        proc = subprocess.Popen(cmd, env=self._env(), stdout=stdout, stderr=subprocess.PIPE,
-                                stdin=subprocess.DEVNULL)
+        try:
+            proc = subprocess.Popen(cmd, env=self._env(), stdout=stdout, stderr=subprocess.PIPE,
+                                    stdin=subprocess.DEVNULL)
+        except FileNotFoundError:
+            raise ResticNotInstalled(f"target {self.label}: restic is not installed (apt-get install restic); "
+                                     f"{self.binary!r} was not found on PATH") from None
+        except PermissionError:
+            raise ResticNotInstalled(f"target {self.label}: {self.binary!r} is not executable") from None
         if self.on_start:
             self.on_start(proc)
         return proc
@@ -342,6 +414,17 @@ class Restic:
             for m in re.finditer(r'"path":"([^"]+)"', out):
                 found.add(m.group(1))
         return found
+
+    def packs_of_blobs(self, blob_ids: list[str]) -> set[str]:
+        """The packs that hold these blobs (``restic find --show-pack-id --blob``)."""
+        if not blob_ids:
+            return set()
+        out, err, _ = self.run("find", "--show-pack-id", "--blob", *blob_ids, ok_codes=(0, 1))
+        return set(_PACK_OF.findall(out + "\n" + err))
+
+    def open(self) -> None:
+        """Prove the repository exists and opens with our key (``restic cat config``); raises otherwise."""
+        self.run("cat", "config")
 
     def dump(self, snapshot: str, path: str, sink: Callable[[bytes], None], chunk: int = 4 << 20) -> int:
         """Stream one file out of a snapshot into ``sink``; return its size. Raises on any read error."""

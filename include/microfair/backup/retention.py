@@ -11,7 +11,13 @@ deletion:
 3. it is older than ``retention.days`` (counted from the later of collection and the
    file's modification time);
 4. the dataset is 3-2-1 compliant right now (policy re-evaluated, primary re-hashed);
-5. its size and checksum still match the ledger (a file changed after the backup is kept).
+5. its size and checksum still match the ledger (a file changed after the backup is kept);
+6. every backup copy the verdict counts is checked in its repository, now
+   (:mod:`microfair.backup.copies`: the repository opens, its latest ``restic check``
+   passed recently, the snapshot is listed and lists the file with the ledger's size and a
+   recorded read-back matching the ledger checksum, small files restored again). Copies
+   that fail do not count; if the rest no longer make 3-2-1, nothing is deleted and the
+   report says, per target, why.
 
 Dry-run is the default (``retention.dry_run: true``): the robot reports what it would
 free and when. Every deletion is written to the ledger's audit log with its checksum.
@@ -25,13 +31,17 @@ import os
 import stat
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from microfair.backup.policy import evaluate_dataset, target_health
+from microfair.backup.copies import CopyCheck, CopyChecker, RepositoryCopies
+from microfair.backup.policy import Verdict, evaluate_dataset, target_health
 from microfair.backup.verify import ExpectedContent
 from microfair.checksum import CHUNK
+from microfair.backup.restic import ResticCredentials
 from microfair.config import FacilityConfig
+from microfair.config.backup import BackupTarget
 from microfair.ledger import Ledger
 
 log = logging.getLogger(__name__)
@@ -50,6 +60,7 @@ class RetentionItem:
     reason: str
     eligible_on: str | None = None
     sha256: str | None = None
+    copies: list[dict[str, Any]] | None = None  # the backup copies checked just before deletion
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -211,14 +222,19 @@ def _age_basis(ds: Any, mtime: float | None) -> datetime:
 
 
 def run_retention(cfg: FacilityConfig, ledger: Ledger, *, apply: bool | None = None, now: datetime | None = None,
-                  actor: str = "retention-robot") -> RetentionReport:
+                  actor: str = "retention-robot", copies: CopyChecker | None = None,
+                  credentials: Callable[[BackupTarget], ResticCredentials] | None = None) -> RetentionReport:
     """Plan (dry-run) or apply the retention rule to every dataset's landing-zone copy.
 
     :param apply: delete for real; default ``not cfg.retention.dry_run``.
+    :param copies: what checks the backup copies in their repositories (default: restic, see
+        :class:`~microfair.backup.copies.RepositoryCopies`).
+    :param credentials: target → repository credentials for the default checker (Airflow connections).
     """
     now = now or datetime.now(timezone.utc)
     apply = (not cfg.retention.dry_run) if apply is None else apply
     health = target_health(cfg, ledger, now)
+    checker = copies or RepositoryCopies(cfg, ledger, now=now, credentials=credentials)
     mounts = _mount_points()
     items: list[RetentionItem] = []
     for ds in ledger.datasets():
@@ -227,7 +243,7 @@ def run_retention(cfg: FacilityConfig, ledger: Ledger, *, apply: bool | None = N
         item = RetentionItem(ds.uid, ds.name, ds.source_path, ds.size_bytes, "refuse", "", sha256=ds.sha256)
         items.append(item)
         try:
-            _decide(cfg, ledger, ds, item, health, mounts, now, apply, actor)
+            _decide(cfg, ledger, ds, item, health, mounts, now, apply, actor, checker)
         except Refused as exc:
             item.action, item.reason = "refuse", str(exc)
         except OSError as exc:
@@ -239,8 +255,22 @@ def run_retention(cfg: FacilityConfig, ledger: Ledger, *, apply: bool | None = N
     return RetentionReport(dry_run=not apply, items=items)
 
 
+def _recount(cfg: FacilityConfig, verdict: Verdict, checks: dict[str, CopyCheck]) -> tuple[list[Any], list[str]]:
+    """The copies that still hold after the live checks, and why they no longer make 3-2-1 (empty: they do)."""
+    good = [c for c in verdict.locations if c.verified and (c.location not in checks or checks[c.location].ok)]
+    media = {c.medium for c in good}
+    offsite = sum(1 for c in good if c.offsite)
+    b = cfg.backup
+    if len(good) >= b.required_copies and len(media) >= b.required_media and offsite >= b.required_offsite:
+        return good, []
+    failed = [f"{name}: {c.reason}" for name, c in checks.items() if not c.ok]
+    return good, failed + [f"{len(good)} cop{'y' if len(good) == 1 else 'ies'} checked now "
+                     f"({len(media)} media, {offsite} off-site); {b.required_copies}-{b.required_media}-"
+                     f"{b.required_offsite} required"]
+
+
 def _decide(cfg: FacilityConfig, ledger: Ledger, ds: Any, item: RetentionItem, health: dict, mounts: list[str],
-            now: datetime, apply: bool, actor: str) -> None:
+            now: datetime, apply: bool, actor: str, checker: CopyChecker) -> None:
     done = ledger.get_record(ds.uid, RECORD)
     if done and done.get("deleted_at") and not os.path.lexists(ds.source_path):
         item.action, item.reason = "freed", f"deleted {done['deleted_at']} by {done.get('actor')}"
@@ -269,18 +299,39 @@ def _decide(cfg: FacilityConfig, ledger: Ledger, ds: Any, item: RetentionItem, h
         why = lf.digest(ExpectedContent(ds.sha256, ds.blake3, ds.size_bytes))
         if why:
             raise Refused(f"changed since collection: {why}")
-        media = ", ".join(verdict.media)
+        targets = {t.name: t for t in cfg.backup.targets}
+        checks = {c.location: checker.check(ds, targets[c.location])
+                  for c in verdict.locations if c.verified and c.location in targets}
+        item.copies = [c.to_dict() for c in checks.values()]
+        for c in checks.values():
+            if not c.ok:
+                log.error("dataset %s: copy on target %s does not count now: %s", ds.uid, c.target, c.reason)
+        good_copies, short = _recount(cfg, verdict, checks)
+        if short:
+            raise Refused("backup copies checked now do not hold: " + "; ".join(short))
+        if lf.digest(ExpectedContent(ds.sha256, ds.blake3, ds.size_bytes)):  # the checks took a while
+            raise Refused("changed while the backup copies were checked")
+        copies = len(good_copies)
+        media = ", ".join(sorted({c.medium for c in good_copies}))
+        snapshots = {c.target: c.snapshot for c in checks.values() if c.ok}
         if not apply:
-            item.action, item.reason = "delete", f"would delete: {verdict.copies} verified copies on {media}"
+            item.action, item.reason = "delete", (f"would delete: {copies} copies checked now on {media} "
+                                                  f"(snapshots {_snapshots(snapshots)})")
             return
         lf.unlink()
         details = {"path": ds.source_path, "sha256": ds.sha256, "blake3": ds.blake3, "size_bytes": ds.size_bytes,
-                   "copies": verdict.copies, "media": verdict.media, "offsite_copies": verdict.offsite_copies,
-                   "locations": [c.location for c in verdict.locations if c.verified]}
+                   "copies": copies, "media": sorted({c.medium for c in good_copies}),
+                   "offsite_copies": sum(1 for c in good_copies if c.offsite),
+                   "locations": [c.location for c in good_copies], "snapshots": snapshots,
+                   "checked": [c.to_dict() for c in checks.values()]}
         ledger.audit(actor, ACTION, ds.uid, details)
         ledger.put_record(ds.uid, RECORD, {**details, "deleted_at": now.isoformat(), "actor": actor})
-        item.action, item.reason = "deleted", f"{verdict.copies} verified copies on {media}"
+        item.action, item.reason = "deleted", f"{copies} copies checked now on {media} (snapshots {_snapshots(snapshots)})"
     _cleanup_folders(cfg, root, parts)
+
+
+def _snapshots(snapshots: dict[str, str | None]) -> str:
+    return ", ".join(f"{t} {str(s)[:8]}" for t, s in snapshots.items()) or "none"
 
 
 def _cleanup_folders(cfg: FacilityConfig, root: str, parts: list[str]) -> None:

@@ -1,13 +1,16 @@
-"""One backup run on one target: back up, check, verify each dataset's copy, forget/prune, record.
+"""One backup run on one target: back up, check, read copies back, trace damage, forget/prune, record.
 
 A dataset's copy on a target is *verified* when its raw file, read back out of the
 repository with ``restic dump``, has the checksum the ledger holds. Once verified,
 the copy stays verified in later snapshots as long as restic did not re-read the
 file (same size, mtime and ctime in the snapshot: restic then re-uses the same
-content blobs), every run re-reads a random sample of verified files, and a full
-verification (``check --read-data`` and every dataset restored) runs every
-``full_verification_days``. A damaged pack found by ``restic check`` downgrades
-exactly the datasets with content in it (``restic find --pack``).
+content blobs). What each run reads back is planned by :mod:`microfair.backup.schedule`:
+a rotating ``check --read-data-subset n/N`` and the datasets read back longest ago,
+so that every pack is read and every dataset restored within the verification window.
+Damage found by ``check`` (packs) or by a restore (blobs) is traced by
+:mod:`microfair.backup.damage` to *every* dataset with content there; all of them lose
+their verified status, and their 3-2-1 verdicts are re-evaluated at once (which raises
+the ``backup_321_lost`` alert of :mod:`microfair.monitor.alerts`).
 
 Per dataset and target the ledger holds a record ``backup:<target>``; each run
 leaves one stage event (``stage="backup"``, no dataset) whose details carry the
@@ -18,13 +21,14 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
-from microfair.backup.restic import ResticCredentials, Restic, ResticError
+from microfair.backup.damage import Damage, datasets_touched, trace
+from microfair.backup.restic import BackupSummary, CheckResult, DamagedContent, ResticCredentials, Restic, ResticError
+from microfair.backup.schedule import CheckPlan, choose_read_backs, plan_check
 from microfair.backup.verify import ExpectedContent
 from microfair.config import FacilityConfig
 from microfair.config.backup import BackupTarget
@@ -98,14 +102,36 @@ class TargetRun:
     check: dict[str, Any] = field(default_factory=dict)
     verified: list[str] = field(default_factory=list)
     newly_verified: list[str] = field(default_factory=list)
+    read_back: list[str] = field(default_factory=list)  # already-verified datasets restored again this run
     unverified: dict[str, str] = field(default_factory=dict)
     samples: list[dict[str, Any]] = field(default_factory=list)
+    damage: dict[str, Any] = field(default_factory=dict)
     forget: dict[str, Any] = field(default_factory=dict)
     repository_bytes: int | None = None
     error: str | None = None
 
+    @property
+    def damaged_packs(self) -> list[str]:
+        return list(self.damage.get("packs") or [])
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class ReadBack:
+    """One file restored with ``restic dump`` and compared with the ledger."""
+
+    uid: str
+    path: str
+    ok: bool
+    reason: str | None = None
+    blobs: tuple[str, ...] = ()  # blobs restic could not read (damage)
+    algorithm: str | None = None
+    digest: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"uid": self.uid, "path": self.path, "ok": self.ok, "reason": self.reason}
 
 
 def target_runs(ledger: Ledger, target_name: str) -> list[Any]:
@@ -114,127 +140,168 @@ def target_runs(ledger: Ledger, target_name: str) -> list[Any]:
             if e.dataset_id is None and (e.details or {}).get("target") == target_name and e.state != "running"]
 
 
-def _full_due(cfg: FacilityConfig, ledger: Ledger, target_name: str, now: datetime) -> bool:
-    days = cfg.backup.full_verification_days
-    if days <= 0:
-        return True
-    for ev in reversed(target_runs(ledger, target_name)):
-        if ev.state in ("succeeded", "flagged") and (ev.details or {}).get("full_verification"):
-            ended = ev.ended_at if ev.ended_at.tzinfo else ev.ended_at.replace(tzinfo=timezone.utc)
-            return now - ended >= timedelta(days=days)
-    return True
-
-
 def _eligible(ledger: Ledger) -> list[Any]:
     """Datasets with a raw copy on the facility storage (a failed conversion still has one to protect)."""
     return [d for d in ledger.datasets() if d.raw_path and (d.sha256 or d.blake3)
             and d.state not in ("quarantined", "discovered")]
 
 
-def _restore_check(restic: Restic, snapshot: str, path: str, expected: ExpectedContent) -> str | None:
+def read_back(restic: Restic, snapshot: str, uid: str, path: str, expected: ExpectedContent) -> ReadBack:
+    """Restore one file from ``snapshot`` and compare it with the ledger's checksums."""
     try:
         restic.dump(snapshot, path, expected.update)
+    except DamagedContent as exc:
+        return ReadBack(uid, path, False, f"restore failed: {exc.reason}", blobs=exc.blobs)
     except ResticError as exc:
-        return f"restore failed: {exc.reason}"
-    return expected.mismatch()
+        return ReadBack(uid, path, False, f"restore failed: {exc.reason}")
+    why = expected.mismatch()
+    return ReadBack(uid, path, why is None, why, algorithm=expected.algorithm,
+                    digest=expected.actual if why is None else None)
+
+
+# -- the steps of a run --------------------------------------------------------
+def _back_up(cfg: FacilityConfig, restic: Restic, result: TargetRun) -> tuple[BackupSummary, list[str]]:
+    restic.unlock(create=True)
+    paths = backup_paths(cfg)
+    log.info("target %s: backing up %s", result.target, ", ".join(paths))
+    try:
+        summary = restic.backup(paths, tags=[SNAPSHOT_TAG])
+    except ResticError:
+        restic.remove_partials()  # a failed or killed restic leaves temporary packs in the cache
+        raise
+    result.snapshot = summary.snapshot_id
+    result.bytes_added, result.bytes_processed = summary.data_added, summary.total_bytes_processed
+    result.dedup_ratio, result.duration_s = summary.dedup_ratio, round(summary.total_duration, 3)
+    result.files_new, result.files_changed = summary.files_new, summary.files_changed
+    log.info("target %s: snapshot %s, %d bytes added for %d bytes read (dedup ratio %.1f) in %.1f s",
+             result.target, summary.snapshot_id, summary.data_added, summary.total_bytes_processed,
+             summary.dedup_ratio, summary.total_duration)
+    return summary, paths
+
+
+def _check(restic: Restic, plan: CheckPlan, result: TargetRun) -> CheckResult:
+    check = restic.check(plan.subset)
+    result.full_verification = plan.full
+    result.check = {"ok": check.ok, **plan.to_dict(), "damaged_packs": list(check.damaged_packs),
+                    "errors": list(check.errors[:20])}
+    if check.ok:
+        log.info("target %s: restic check --read-data%s passed (%s)", result.target,
+                 "" if plan.full else f"-subset={plan.subset}", plan.why)
+    else:
+        log.error("target %s: restic check found errors (damaged packs: %s)", result.target,
+                  ", ".join(p[:12] for p in check.damaged_packs) or "unknown")
+    return check
+
+
+def _base_record(target: str, snapshot: str, path: str, now: datetime) -> dict[str, Any]:
+    return {"target": target, "snapshot": snapshot, "path": path, "checked_at": now.isoformat(), "verified": False}
+
+
+def _apply_read(rec: dict[str, Any], rb: ReadBack, snapshot: str, now: datetime) -> None:
+    rec["read_back_at"] = now.isoformat()
+    rec["read_back_snapshot"] = snapshot
+    rec["read_back_ok"] = rb.ok
+    if rb.ok:
+        rec.update(verified=True, verified_at=now.isoformat(), method="restore", verified_snapshot=snapshot,
+                   algorithm=rb.algorithm, read_back_digest=rb.digest)
+        rec.pop("reason", None)
+    else:
+        rec.update(verified=False, reason=rb.reason)
+        rec.pop("read_back_digest", None)
+
+
+def _mark_damaged(records: dict[str, dict[str, Any]], damage: Damage) -> None:
+    for uid, paths in damage.datasets.items():
+        rec = records.get(uid)
+        if rec is None:
+            continue
+        rec.update(verified=False, damaged_paths=paths[:20],
+                   reason=f"content in a damaged pack ({damage.label()}): restore to verify after repair")
 
 
 def run_backup(cfg: FacilityConfig, ledger: Ledger, target_name: str, *,
                credentials: ResticCredentials | None = None, ctx: RunContext | None = None,
-               full: bool | None = None, restic: Restic | None = None,
-               rng: random.Random | None = None) -> TargetRun:
+               full: bool | None = None, restic: Restic | None = None, rng: Any = None) -> TargetRun:
     """Back up the facility storage to one target and verify it; see the module docstring.
 
     :param credentials: repository secrets (from an Airflow connection); default: the target's password_file.
-    :param full: force (True) or skip (False) the full verification; default: when it is due.
+    :param full: force (True) or skip (False) the full read; default: when the verification window requires it.
+    :param rng: unused (kept for callers of the sampling version); the read-backs are chosen oldest first.
     :returns: the run's outcome; ``state`` is ``flagged`` when damage or a mismatch was found.
     :raises ResticError: the target could not be backed up (unreachable, disk full…); recorded in the ledger.
     """
     target = cfg.backup.target(target_name)
     restic = restic or restic_for(cfg, target, credentials)
-    rng = rng or random.Random()
     now = _now()
     result = TargetRun(target=target.name)
+    previous = target_runs(ledger, target.name)
+    damage = Damage()
     with ledger.stage(None, "backup", ctx) as outcome:
         outcome.details = {"target": target.name, "medium": target.medium, "offsite": target.offsite,
                            "repository": target.repository}
         started = time.monotonic()
-        restic.unlock(create=True)
-        paths = backup_paths(cfg)
-        log.info("target %s: backing up %s", target.name, ", ".join(paths))
-        summary = restic.backup(paths, tags=[SNAPSHOT_TAG])
-        result.snapshot = summary.snapshot_id
-        result.bytes_added, result.bytes_processed = summary.data_added, summary.total_bytes_processed
-        result.dedup_ratio, result.duration_s = summary.dedup_ratio, round(summary.total_duration, 3)
-        result.files_new, result.files_changed = summary.files_new, summary.files_changed
-        log.info("target %s: snapshot %s, %d bytes added for %d bytes read (dedup ratio %.1f) in %.1f s",
-                 target.name, summary.snapshot_id, summary.data_added, summary.total_bytes_processed,
-                 summary.dedup_ratio, summary.total_duration)
+        summary, paths = _back_up(cfg, restic, result)
+        plan = plan_check(cfg, previous, now, full)
+        check = _check(restic, plan, result)
+        snapshot = summary.snapshot_id
+        datasets = _eligible(ledger)
+        nodes = {n.path: n for n in restic.ls(snapshot, paths[0]) if n.type == "file"}
 
-        result.full_verification = _full_due(cfg, ledger, target.name, now) if full is None else full
-        subset = "100%" if result.full_verification else cfg.backup.check_read_data_subset
-        check = restic.check(subset)
-        damaged_paths: set[str] = set()
-        check_blames_all = False
-        if not check.ok:
-            if check.damaged_packs:
-                damaged_paths = restic.paths_in_packs(list(check.damaged_packs))
-            else:
-                check_blames_all = True
-        result.check = {"ok": check.ok, "read_data_subset": subset, "damaged_packs": list(check.damaged_packs),
-                        "errors": list(check.errors[:20])}
-        if not check.ok:
-            log.error("target %s: restic check found errors (damaged packs: %s)", target.name,
-                      ", ".join(p[:12] for p in check.damaged_packs) or "unknown")
-
-        nodes = {n.path: n for n in restic.ls(summary.snapshot_id, paths[0]) if n.type == "file"}
-        carried: list[tuple[str, str, ExpectedContent]] = []
         records: dict[str, dict[str, Any]] = {}
-        for ds in _eligible(ledger):
+        expected: dict[str, tuple[str, ExpectedContent]] = {}
+        to_restore: list[str] = []
+        carried: dict[str, str | None] = {}
+        for ds in datasets:
             path = _real(ds.raw_path)
             prev = ledger.get_record(ds.uid, record_kind(target.name)) or {}
-            rec: dict[str, Any] = {"target": target.name, "snapshot": summary.snapshot_id, "path": path,
-                                   "checked_at": now.isoformat(), "verified": False}
+            rec = records[ds.uid] = _base_record(target.name, snapshot, path, now)
+            for k in ("read_back_at", "read_back_snapshot", "read_back_ok", "read_back_digest"):
+                if k in prev:
+                    rec[k] = prev[k]
             node = nodes.get(path)
             if node is None:
                 rec["reason"] = "raw file not in the snapshot (unreadable or missing at backup time)"
-            elif check_blames_all:
-                rec["reason"] = f"restic check failed on snapshot {summary.snapshot_id}: " + "; ".join(check.errors[:2])
-            elif path in damaged_paths:
-                rec["reason"] = ("content in a damaged pack (" + ", ".join(p[:12] for p in check.damaged_packs)
-                                 + "): restore to verify after repair")
+                continue
+            if not check.ok and not check.damaged_packs:
+                rec["reason"] = f"restic check failed on snapshot {snapshot}: " + "; ".join(check.errors[:2])
+                continue
+            rec["fingerprint"] = node.fingerprint
+            expected[ds.uid] = (path, ExpectedContent(ds.sha256, ds.blake3, ds.size_bytes))
+            if prev.get("verified") and prev.get("fingerprint") == node.fingerprint and not plan.full:
+                rec.update(verified=True, verified_at=prev.get("verified_at"), method="carried",
+                           verified_snapshot=prev.get("verified_snapshot"), algorithm=prev.get("algorithm"))
+                carried[ds.uid] = prev.get("read_back_at") or prev.get("verified_at")
             else:
-                rec["fingerprint"] = node.fingerprint
-                expected = ExpectedContent(ds.sha256, ds.blake3, ds.size_bytes)
-                if (prev.get("verified") and prev.get("fingerprint") == node.fingerprint
-                        and not result.full_verification):
-                    rec.update(verified=True, verified_at=prev.get("verified_at"), method="carried",
-                               verified_snapshot=prev.get("verified_snapshot"), algorithm=prev.get("algorithm"))
-                    carried.append((ds.uid, path, expected))
-                else:
-                    why = _restore_check(restic, summary.snapshot_id, path, expected)
-                    if why is None:
-                        rec.update(verified=True, verified_at=now.isoformat(), method="restore",
-                                   verified_snapshot=summary.snapshot_id, algorithm=expected.algorithm)
-                        result.newly_verified.append(ds.uid)
-                    else:
-                        rec["reason"] = why
-                        log.error("dataset %s: copy on target %s does not match the ledger: %s",
-                                  ds.uid, target.name, why)
-            records[ds.uid] = rec
+                to_restore.append(ds.uid)
 
-        # Re-read a random sample of copies we had only carried over, and of the other catalogued files.
-        k = cfg.backup.restore_sample_files
-        for uid, path, expected in rng.sample(carried, min(k, len(carried))):
-            why = _restore_check(restic, summary.snapshot_id, path, expected)
-            result.samples.append({"uid": uid, "path": path, "ok": why is None, "reason": why})
-            if why is not None:
-                records[uid].update(verified=False, reason=f"sample restore: {why}")
-                log.error("dataset %s: sample restore from target %s failed: %s", uid, target.name, why)
-        extra = _catalogued_files(cfg, ledger, exclude={r["path"] for r in records.values()})
-        for uid, path, expected in rng.sample(extra, min(k, len(extra))):
-            why = _restore_check(restic, summary.snapshot_id, path, expected)
-            result.samples.append({"uid": uid, "path": path, "ok": why is None, "reason": why})
+        again = choose_read_backs(cfg, carried, now)
+        reads: list[ReadBack] = []
+        for uid in to_restore + again:
+            path, exp = expected[uid]
+            rb = read_back(restic, snapshot, uid, path, exp)
+            reads.append(rb)
+            _apply_read(records[uid], rb, snapshot, now)
+            if uid in again:
+                result.read_back.append(uid)
+                result.samples.append(rb.to_dict())
+            elif rb.ok:
+                result.newly_verified.append(uid)
+            if not rb.ok:
+                log.error("dataset %s: copy on target %s does not match the ledger: %s", uid, target.name, rb.reason)
+        for uid, path, exp in _catalogued_sample(cfg, ledger, datasets, exclude={r["path"] for r in records.values()},
+                                                 k=cfg.backup.restore_sample_files, now=now):
+            rb = read_back(restic, snapshot, uid, path, exp)
+            reads.append(rb)
+            result.samples.append(rb.to_dict())
+
+        damaged_blobs = {b for rb in reads for b in rb.blobs}
+        if check.damaged_packs or damaged_blobs:
+            damage = trace(restic, set(check.damaged_packs), damaged_blobs)
+            damage.datasets = datasets_touched(ledger, datasets, damage.paths)
+            _mark_damaged(records, damage)
+            result.damage = damage.to_dict()
+            log.error("target %s: damaged pack(s) %s hold content of %d dataset(s): %s", target.name,
+                      damage.label(), len(damage.datasets), ", ".join(sorted(damage.datasets)) or "none known")
 
         for uid, rec in records.items():
             ledger.put_record(uid, record_kind(target.name), rec)
@@ -243,50 +310,62 @@ def run_backup(cfg: FacilityConfig, ledger: Ledger, target_name: str, *,
             else:
                 result.unverified[uid] = rec["reason"]
 
-        try:
-            result.forget = restic.forget(keep_daily=cfg.backup.keep_daily, keep_weekly=cfg.backup.keep_weekly,
-                                          keep_monthly=cfg.backup.keep_monthly, prune=cfg.backup.prune)
-        except ResticError as exc:  # the copy is made and verified; an old-snapshot clean-up can wait
-            result.forget = {"error": exc.reason}
-            log.warning("target %s: forget/prune failed (retried next run): %s", target.name, exc.reason)
-        if result.full_verification:
-            try:
-                result.repository_bytes = int(restic.stats_raw().get("total_size", 0)) or None
-            except ResticError:
-                pass
-
-        problems = []
-        if not check.ok:
-            problems.append(f"restic check found errors in {len(check.damaged_packs) or 'unknown'} pack(s)")
-        bad_samples = [s for s in result.samples if not s["ok"]]
-        if bad_samples:
-            problems.append(f"{len(bad_samples)} sample restore(s) did not match the ledger")
-        mismatched = [u for u, r in result.unverified.items() if "differs" in r or "restore failed" in r]
-        if mismatched:
-            problems.append(f"{len(mismatched)} dataset(s) failed verification")
-        if problems:
-            result.state = "flagged"
-            result.error = f"target {target.name}: " + "; ".join(problems)
-            outcome.state, outcome.error = "flagged", result.error
+        _forget(cfg, restic, result)
+        _conclude(result, check, reads, damage, outcome)
         outcome.bytes = result.bytes_added
-        outcome.checksum = summary.snapshot_id
+        outcome.checksum = snapshot
         wall = round(time.monotonic() - started, 3)
         outcome.details.update({k: v for k, v in result.to_dict().items() if k not in ("verified", "target")},
                                n_verified=len(result.verified), wall_s=wall)
-        log.info("target %s: %d dataset(s) verified (%d newly restored and compared), %d not verified",
-                 target.name, len(result.verified), len(result.newly_verified), len(result.unverified))
+        log.info("target %s: %d dataset(s) verified (%d newly restored, %d read back again), %d not verified",
+                 target.name, len(result.verified), len(result.newly_verified), len(result.read_back),
+                 len(result.unverified))
+    if damage.datasets:
+        from microfair.backup.policy import evaluate_policy  # policy imports this module
+
+        evaluate_policy(cfg, ledger, sorted(damage.datasets), ctx=ctx)
     return result
 
 
-def _catalogued_files(cfg: FacilityConfig, ledger: Ledger, *, exclude: set[str]) -> list[tuple[str, str, ExpectedContent]]:
-    """Files from the ledger's file table (records, thumbnails, raw copies…) that a target holds."""
+def _forget(cfg: FacilityConfig, restic: Restic, result: TargetRun) -> None:
+    try:
+        result.forget = restic.forget(keep_daily=cfg.backup.keep_daily, keep_weekly=cfg.backup.keep_weekly,
+                                      keep_monthly=cfg.backup.keep_monthly, prune=cfg.backup.prune)
+    except ResticError as exc:  # the copy is made and verified; an old-snapshot clean-up can wait
+        result.forget = {"error": exc.reason}
+        log.warning("target %s: forget/prune failed (retried next run): %s", result.target, exc.reason)
+    if result.full_verification:
+        try:
+            result.repository_bytes = int(restic.stats_raw().get("total_size", 0)) or None
+        except ResticError:
+            pass
+
+
+def _conclude(result: TargetRun, check: CheckResult, reads: list[ReadBack], damage: Damage, outcome: Any) -> None:
+    problems = []
+    if not check.ok:
+        problems.append(f"restic check found errors in {len(check.damaged_packs) or 'unknown'} pack(s)")
+    if damage.datasets:
+        problems.append(f"{len(damage.datasets)} dataset(s) with content in damaged pack(s) {damage.label()}")
+    failed = [rb for rb in reads if not rb.ok]
+    if failed:
+        problems.append(f"{len(failed)} restore(s) did not match the ledger")
+    if problems:
+        result.state = "flagged"
+        result.error = f"target {result.target}: " + "; ".join(problems)
+        outcome.state, outcome.error = "flagged", result.error
+
+
+def _catalogued_sample(cfg: FacilityConfig, ledger: Ledger, datasets: list[Any], *, exclude: set[str], k: int,
+                       now: datetime) -> list[tuple[str, str, ExpectedContent]]:
+    """``k`` of the other catalogued files (records, reports…) a target holds, rotating by the clock."""
     roots = [_real(cfg.storage.raw)]
     if cfg.backup.include_converted:
         roots.append(_real(cfg.storage.converted))
     if cfg.backup.include_reports:
         roots.append(_real(cfg.storage.reports))
     out = []
-    for ds in _eligible(ledger):
+    for ds in datasets:
         for f in ledger.files(ds.uid):
             if not (f.sha256 or f.blake3):
                 continue
@@ -294,4 +373,7 @@ def _catalogued_files(cfg: FacilityConfig, ledger: Ledger, *, exclude: set[str])
             if path in exclude or not os.path.isfile(path) or not any(path.startswith(r + os.sep) for r in roots):
                 continue
             out.append((ds.uid, path, ExpectedContent(f.sha256, f.blake3, f.size_bytes)))
-    return out
+    if not out or k <= 0:
+        return []
+    start = int(now.timestamp() // 3600) % len(out)
+    return [out[(start + i) % len(out)] for i in range(min(k, len(out)))]

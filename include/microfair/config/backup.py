@@ -61,10 +61,21 @@ class BackupSettings(Strict):
     required_media: int = Field(2, ge=1)
     required_offsite: int = Field(1, ge=0)
     schedule: str | None = Field("0 2 * * *", description="daily cron of microfair_backup (also runs on INGESTED)")
-    check_read_data_subset: str = Field("10%", pattern=r"^(\d+(\.\d+)?%|\d+/\d+|\d+[kKmMgGtT]?)$")
-    restore_sample_files: int = Field(3, ge=0, description="already-verified files re-restored each run")
+    check_subsets: int = Field(
+        7, ge=1, le=256,
+        description="restic check reads one part in N (--read-data-subset n/N, n rotating): N runs read it all",
+    )
+    check_read_data_subset: str | None = Field(
+        None, pattern=r"^(\d+(\.\d+)?%|\d+/\d+|\d+[kKmMgGtT]?)$",
+        description="a fixed subset instead of the rotation (not recommended: it may never read some packs)",
+    )
+    restore_sample_files: int = Field(
+        3, ge=0, description="at least this many datasets, oldest read-back first, are restored again each run"
+    )
     full_verification_days: float = Field(
-        7, ge=0, description="read all data and restore every dataset this often (0 = every run)"
+        7, ge=0,
+        description="verification window: every pack read and every dataset restored at least this often "
+                    "(0 = everything at every run)",
     )
     primary_verify_days: float = Field(7, ge=0, description="re-hash primary raw files this often")
     max_copy_age_hours: float = Field(
@@ -100,3 +111,10 @@ class RetentionSettings(Strict):
     dry_run: bool = Field(True, description="report only; set false to really delete")
     schedule: str | None = Field("30 3 * * *", description="cron of microfair_retention")
     remove_empty_folders: bool = True
+    max_check_age_hours: float = Field(
+        48, gt=0, description="a target whose last successful restic check is older frees nothing"
+    )
+    restore_max_bytes: int = Field(
+        64 << 20, ge=0,
+        description="files up to this size are also restored from each counted copy just before deletion",
+    )

@@ -62,6 +62,9 @@ class BackupTargetOperator(BaseOperator):
 class RetentionOperator(BaseOperator):
     """Free landing-zone copies whose dataset is verified 3-2-1 (dry-run unless the facility file says so).
 
+    Before each deletion every counted backup copy is checked in its repository (restic, with the
+    target's Airflow connection): see :mod:`microfair.backup.copies`.
+
     :param apply: delete for real; ``None`` (default) follows ``retention.dry_run`` in the facility file.
         Passing ``True`` still requires ``retention.dry_run: false`` (deletion needs an explicit setting).
     :param config_path: facility configuration; ``$MICROFAIR_CONFIG`` when omitted.
@@ -78,10 +81,13 @@ class RetentionOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from microfair.backup import run_retention
         from microfair_airflow.common import facility
+        from microfair_airflow.hooks.restic import ResticHook
 
         cfg, ledger = facility(self.config_path)
         apply = not cfg.retention.dry_run and self.apply is not False
-        report = run_retention(cfg, ledger, apply=apply, actor=f"airflow:{getattr(context.get('ti'), 'dag_id', '?')}")
+        # Each counted backup copy is checked in its repository before a deletion: the hook gives the secrets.
+        report = run_retention(cfg, ledger, apply=apply, actor=f"airflow:{getattr(context.get('ti'), 'dag_id', '?')}",
+                               credentials=lambda t: ResticHook(target_name=t.name).get_credentials(t))
         verb = "freed" if apply else "would free"
         for i in report.items:
             log.info("dataset %s: %s %s%s: %s", i.uid, i.action, i.path,

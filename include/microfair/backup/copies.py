@@ -1,0 +1,156 @@
+"""The copies themselves, checked just before the retention robot deletes a landing file.
+
+The 3-2-1 verdict is built from ledger records. Before a deletion, each backup copy the
+verdict counts is checked again in its repository:
+
+1. the repository opens with our key (``restic cat config``, once per retention run);
+2. its most recent ``restic check`` (recorded by the backup run) succeeded, less than
+   ``retention.max_check_age_hours`` ago;
+3. the snapshot the record names is listed by ``restic snapshots`` now;
+4. ``restic ls`` of that snapshot, run now, lists the raw file with the ledger's size
+   (this opens the repository again and reads the snapshot's trees);
+5. the file was read back from that target with ``restic dump`` and matched the ledger
+   checksum (the digest is in the record), and, for files up to
+   ``retention.restore_max_bytes``, it is restored again now and hashed.
+
+A copy that fails any of these does not count; the reason is returned for the report.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Protocol
+
+from microfair.backup.restic import Restic, ResticCredentials, ResticError
+from microfair.backup.run import file_credentials, record_kind, restic_for, target_runs
+from microfair.backup.schedule import last_check
+from microfair.backup.verify import ExpectedContent
+from microfair.config import FacilityConfig
+from microfair.config.backup import BackupTarget
+from microfair.ledger import Ledger
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CopyCheck:
+    """The outcome of checking one dataset's copy on one target, now."""
+
+    target: str
+    ok: bool
+    snapshot: str | None = None
+    reason: str | None = None
+    restored: bool = False  # restored and hashed during this check
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"target": self.target, "ok": self.ok, "snapshot": self.snapshot, "reason": self.reason,
+                "restored": self.restored}
+
+
+class CopyChecker(Protocol):
+    def check(self, ds: Any, target: BackupTarget) -> CopyCheck: ...
+
+
+@dataclass
+class _Repository:
+    restic: Restic | None
+    reason: str | None = None
+    snapshots: set[str] = field(default_factory=set)
+
+
+def _utc(dt: datetime) -> datetime:
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+class RepositoryCopies:
+    """Checks copies in the real repositories (see the module docstring).
+
+    :param credentials: target → restic credentials (an Airflow connection); default: its password_file.
+    """
+
+    def __init__(self, cfg: FacilityConfig, ledger: Ledger, *, now: datetime | None = None,
+                 credentials: Callable[[BackupTarget], ResticCredentials] | None = None) -> None:
+        self.cfg, self.ledger = cfg, ledger
+        self.now = now or datetime.now(timezone.utc)
+        self.credentials = credentials or file_credentials
+        self._repos: dict[str, _Repository] = {}
+
+    def _repository(self, target: BackupTarget) -> _Repository:
+        if target.name in self._repos:
+            return self._repos[target.name]
+        repo = _Repository(None)
+        try:
+            restic = restic_for(self.cfg, target, self.credentials(target))
+            reason = self._check_age(target)
+            if reason is None:
+                restic.open()
+                repo.snapshots = {s["id"] for s in restic.snapshots()}
+                repo.restic = restic
+            repo.reason = reason
+        except ResticError as exc:
+            repo.reason = f"repository does not open: {exc.reason}"
+        self._repos[target.name] = repo
+        if repo.reason:
+            log.error("target %s: its copies free nothing: %s", target.name, repo.reason)
+        return repo
+
+    def _check_age(self, target: BackupTarget) -> str | None:
+        check = last_check(target_runs(self.ledger, target.name))
+        if check is None:
+            return "no restic check recorded for this repository"
+        at = _utc(datetime.fromisoformat(check["at"]))
+        if not check.get("ok"):
+            packs = ", ".join(p[:12] for p in check.get("damaged_packs") or []) or "see the backup run"
+            return f"its most recent restic check ({at:%Y-%m-%d %H:%M} UTC) failed (damaged packs: {packs})"
+        limit = self.cfg.retention.max_check_age_hours
+        if self.now - at > timedelta(hours=limit):
+            return f"its most recent restic check ({at:%Y-%m-%d %H:%M} UTC) is older than {limit:g} h"
+        return None
+
+    def check(self, ds: Any, target: BackupTarget) -> CopyCheck:
+        out = CopyCheck(target.name, False)
+        repo = self._repository(target)
+        if repo.restic is None:
+            out.reason = repo.reason
+            return out
+        rec = self.ledger.get_record(ds.uid, record_kind(target.name)) or {}
+        snapshot = rec.get("snapshot")
+        out.snapshot = snapshot
+        path = os.path.realpath(ds.raw_path)
+        if not snapshot or snapshot not in repo.snapshots:
+            out.reason = f"snapshot {str(snapshot)[:8]} is not listed in the repository now"
+            return out
+        digest = rec.get("read_back_digest")
+        want = ds.blake3 if rec.get("algorithm") == "blake3" else ds.sha256
+        if not rec.get("verified") or not digest or digest != want:
+            out.reason = "no read-back of this file matching the ledger checksum is recorded"
+            return out
+        try:
+            nodes = [n for n in repo.restic.ls(snapshot, path) if n.path == path and n.type == "file"]
+        except ResticError as exc:
+            out.reason = f"restic ls of snapshot {snapshot[:8]} failed now: {exc.reason}"
+            return out
+        if not nodes:
+            out.reason = f"snapshot {snapshot[:8]} does not list {path} now"
+            return out
+        if ds.size_bytes is not None and nodes[0].size != ds.size_bytes:
+            out.reason = f"snapshot {snapshot[:8]} lists {nodes[0].size} bytes, the ledger says {ds.size_bytes}"
+            return out
+        if ds.size_bytes is not None and ds.size_bytes <= self.cfg.retention.restore_max_bytes:
+            expected = ExpectedContent(ds.sha256, ds.blake3, ds.size_bytes)
+            try:
+                repo.restic.dump(snapshot, path, expected.update)
+            except ResticError as exc:
+                out.reason = f"restore from snapshot {snapshot[:8]} failed now: {exc.reason}"
+                return out
+            why = expected.mismatch()
+            if why:
+                out.reason = f"restored from snapshot {snapshot[:8]} now: {why}"
+                return out
+            out.restored = True
+        out.ok = True
+        return out
