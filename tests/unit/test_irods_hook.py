@@ -219,3 +219,19 @@ def test_the_standin_factory_through_the_hook_reads_the_zone_like_a_real_session
     ok, message = IrodsHook("irods_unit").test_connection()
     assert ok and message == "connected to iRODS in zone facZone as microfair; /facZone/home/microfair exists"
     assert (tmp_path / "zone.pickle").exists()  # the stand-in's zone, kept for the next session
+
+
+def test_check_leaves_the_credentials_to_a_factory_but_not_its_name(factories, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_IRODS_FACTORY", json.dumps({
+        "conn_type": "irods", "host": "irods.facility.local", "login": "microfair",
+        "extra": {"session_factory": "recording"}}))  # no password, no zone: the factory's own log-in
+    IrodsHook("irods_factory").check()
+    monkeypatch.setenv("AIRFLOW_CONN_IRODS_FACTORY", json.dumps({
+        "conn_type": "irods", "host": "irods.facility.local", "login": "microfair",
+        "extra": {"session_factory": "kerberos"}}))
+    with pytest.raises(ValueError, match="no iRODS session factory 'kerberos'"):
+        IrodsHook("irods_factory").check()
+    monkeypatch.setenv("AIRFLOW_CONN_IRODS_PLAIN", json.dumps({"conn_type": "irods", "host": "h", "login": "l",
+                                                               "schema": "z"}))
+    with pytest.raises(ValueError, match="has no password"):
+        IrodsHook("irods_plain").check()

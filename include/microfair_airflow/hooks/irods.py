@@ -144,8 +144,16 @@ class IrodsHook(BaseHook):
         return True
 
     def check(self) -> None:
-        """Raise ValueError when the connection lacks what a session needs (host, login, zone, password…)."""
-        session_options(self.get_connection(self.irods_conn_id))
+        """Raise ValueError when the connection lacks what a session needs (host, login, zone, password…).
+
+        With a session factory, what the session needs is the factory's business: only its name is checked.
+        """
+        conn = self.get_connection(self.irods_conn_id)
+        name = (conn.extra_dejson or {}).get("session_factory")
+        if name:
+            session_factory(str(name))
+        else:
+            session_options(conn)
 
     @contextmanager
     def session(self) -> Iterator[Any]:
