@@ -171,8 +171,8 @@ def run_deposit(root: Path, env: dict[str, str], logs: Path) -> int:
     from microfair.standins.datacite import DataciteStandin
 
     # Throw-away credentials for the stand-ins, made for this run only.
-    login, password, dc_password = "demo@example.org", secrets.token_urlsafe(16), secrets.token_urlsafe(16)
-    ftp_user, ftp_password = "demo-ftp", secrets.token_urlsafe(16)
+    login, ftp_user = "demo@example.org", "demo-ftp"
+    password, dc_password, ftp_password = (secrets.token_urlsafe(16) for _ in range(3))
     # The example study file, its component pointed at the demo's study (DEMO/Mitochondria).
     example = Path(microfair.deposit.__file__).with_name("example_study.yaml")
     study = yaml.safe_load(example.read_text())
