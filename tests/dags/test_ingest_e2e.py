@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from microfair.collect import scan
 from microfair.config import init_local_config, load_config
 from microfair.ledger import Ledger
 from microfair.synthetic import textured_stack, write_czi, write_ome_tiff
@@ -26,7 +27,7 @@ def facility(tmp_path_factory):
     config = init_local_config(root, ("scope-a", "scope-b"))
     data = yaml.safe_load(config.read_text())
     for zone in data["landing_zones"]:
-        zone["stability_seconds"] = 600  # files "finished" an hour ago; the growing one is fresh
+        zone["stability_seconds"] = 600  # unchanged since a look an hour ago; the growing one changed since
     config.write_text(yaml.safe_dump(data))
     cfg = load_config(config)
     a, b = cfg.zone("scope-a").path, cfg.zone("scope-b").path
@@ -57,6 +58,10 @@ def facility(tmp_path_factory):
     for p in files.values():
         os.utime(p, (old, old))
     os.utime(empty, (old, old))
+    # Quiescence is two looks 600 s apart: the facility's scan had its first look an hour ago ...
+    scan(cfg, Ledger.from_config(cfg), now=old)
+    with open(growing, "ab") as f:  # ... and the growing file has changed since
+        f.write(b" more")
     return config, files, growing
 
 
@@ -88,7 +93,7 @@ def test_bad_files_are_quarantined_and_their_tasks_fail_alone(facility, run):
     assert "empty file" in by_source[str(files["empty"])].reason
     noise = by_source[str(files["noise"])]
     assert noise.state == "quarantined" and noise.reason.startswith("validate:")
-    assert str(growing) not in by_source  # still being written: not picked up
+    assert by_source[str(growing)].state == "discovered"  # still being written: seen, not picked up
     collect = states(run, "ingest_acquisition.collect")
     validate = states(run, "ingest_acquisition.validate")
     assert list(collect.values()).count("failed") == 1  # the empty file
@@ -127,7 +132,9 @@ def test_a_run_maps_over_at_most_max_map_length_acquisitions(tmp_path, airflow_h
     assert result["state"] == "success"
     assert sorted(states(result, "ingest_acquisition.collect")) == [0, 1]
     assert "3 acquisitions are ready; this run takes 2" in result["log"]
-    assert len(Ledger.from_config(load_config(config)).datasets()) == 2
+    # the third is only "discovered" (its looks are in the ledger), waiting for the next run
+    datasets = Ledger.from_config(load_config(config)).datasets()
+    assert len([d for d in datasets if d.state != "discovered"]) == 2
 
 
 def test_the_batched_dag_ingests_small_acquisitions_in_one_mapped_instance(tmp_path, airflow_home):
