@@ -142,7 +142,9 @@ def start_stack(root: Path, *, n_datasets: int = 120, events_per_dataset: int = 
     root.mkdir(parents=True, exist_ok=True)
     config_path = init_local_config(root / "facility", ("zeiss-lsm980", "leica-sp8"))
     cfg = yaml.safe_load(config_path.read_text())
-    cfg["dashboard"] = {"refresh_seconds": refresh_seconds}
+    # The dashboard calls the same (one-worker) API server: a generous timeout, so that a busy machine
+    # slows the pages down rather than turning Airflow's answers into "unreachable".
+    cfg["dashboard"] = {"refresh_seconds": refresh_seconds, "api_timeout_seconds": 60}
     config_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     home = root / "airflow"
     dags = root / "dags"

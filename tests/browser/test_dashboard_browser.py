@@ -275,6 +275,7 @@ def test_quarantined_rows_and_the_table_width(browser, stack, shoot) -> None:
         assert page.locator("[data-testid=confirm-unchanged]").count() == 1
         # The facility's ingest DAG is not deployed in this test stack: the page says nothing will run it.
         assert "microfair_ingest is not in Airflow" in page.inner_text("[data-testid=run-warning]")
+        shoot(page, "dashboard-release-confirm.png")
     finally:
         ctx.close()
 

@@ -256,7 +256,7 @@ def test_irods_and_bia_cells_and_record_views(facility) -> None:
     assert bia["Study title"].value == "HeLa mitosis"
     (other,) = other_records(d.records)  # every kind without a section of its own, read generically
     assert other.kind == "image_metadata"
-    assert {f.label: f.value for f in other.fields} == {"pixel_type": "uint16", "sizes": '{"X": 512, "Y": 512}'}
+    assert {f.label: f.value for f in other.fields} == {"pixel_type": "uint16", "sizes": "X: 512, Y: 512"}
     rejected = record_view("bia", {"status": "INVALID", "errors": ["title missing"]})
     assert rejected.problems == ["title missing"] and not any(f.label == "Accession" for f in rejected.fields)
 

@@ -113,6 +113,7 @@ class Entry:
     key: str
     value: str | None = None
     children: list["Entry"] | None = None
+    missing_keys: list[str] | None = None  # a group whose every field is missing, shown on one line
 
     @property
     def missing(self) -> bool:
@@ -141,7 +142,10 @@ def _entry(key: str, v: Any, depth: int) -> Entry:
     if isinstance(v, dict):
         if depth >= 4:
             return Entry(key, ", ".join(f"{k}: {x}" for k, x in v.items() if not _empty(x)) or None)
-        return Entry(key, children=[_entry(str(k), x, depth + 1) for k, x in v.items()])
+        children = [_entry(str(k), x, depth + 1) for k, x in v.items()]
+        if all(c.missing for c in children):
+            return Entry(key, missing_keys=[c.key for c in children])
+        return Entry(key, children=children)
     if isinstance(v, list):
         if all(not isinstance(x, (dict, list)) for x in v):
             return Entry(key, ", ".join(str(x) for x in v))

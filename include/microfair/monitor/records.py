@@ -8,7 +8,6 @@ a record that does not exist.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,15 +107,21 @@ def generic_view(kind: str, body: Any) -> RecordView:
                 if key in _BULKY or len(str(value)) > 300:
                     _add(f, key, f"{len(value)} item(s)")
                 else:
-                    _add(f, key, json.dumps(value, ensure_ascii=False, default=str)
-                         if isinstance(value, dict) or any(isinstance(v, (dict, list)) for v in value)
-                         else ", ".join(map(str, value)))
+                    _add(f, key, _inline(value))
             else:
                 _add(f, key, value)
     else:
         _add(f, "value", body)
     return RecordView(kind, kind.replace("_", " "), f, _problems(body) if isinstance(body, dict) else [],
                       body if isinstance(body, dict) else None)
+
+
+def _inline(value: dict | list) -> str:
+    """A small dict or list on one line, readable: ``X: 512, Y: 512`` (nested parts in parentheses)."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_inline(v) if isinstance(v, (dict, list)) else v}" for k, v in value.items()
+                         if v is not None and v != "")
+    return ", ".join(f"({_inline(v)})" if isinstance(v, (dict, list)) else str(v) for v in value)
 
 
 KNOWN = {"irods": irods_view, "bia": bia_view, "datacite": datacite_view}
