@@ -186,7 +186,7 @@ def build_facility(root: Path) -> tuple[Path, dict[str, Path]]:
     data = yaml.safe_load(config.read_text())
     data["schedule"] = None  # only the run this test triggers
     for zone in data["landing_zones"]:
-        zone["stability_seconds"] = 600
+        zone["stability_seconds"] = 2  # quiescence: the scan's own second look, 2 s later
     config.write_text(yaml.safe_dump(data, sort_keys=False))
     cfg = load_config(config)
     a, b = cfg.zone("scope-a").path, cfg.zone("scope-b").path

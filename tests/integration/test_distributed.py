@@ -65,7 +65,7 @@ def facility(tmp_path_factory):
     config = init_local_config(root, ("scope-a",))
     data = yaml.safe_load(config.read_text())
     data["schedule"] = None
-    data["landing_zones"][0]["stability_seconds"] = 600
+    data["landing_zones"][0]["stability_seconds"] = 2  # quiescence: the scan's own second look, 2 s later
     config.write_text(yaml.safe_dump(data, sort_keys=False))
     zone = load_config(config).zone("scope-a").path
     files = [write_ome_tiff(zone / "DEMO/Cells/e1" / f"{DAY}_DEMO_Cells_ALebon_Well{i}_RAW_v01.ome.tiff",
