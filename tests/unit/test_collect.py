@@ -438,3 +438,25 @@ def test_quarantine_on_a_full_disk_is_retryable_and_leaves_no_partial(facility_c
     assert ledger.require(acq.uid).state == "discovered"
     [again] = scan(facility_config, ledger).ready  # the next run tries again
     assert collect(facility_config, ledger, again) == "quarantined"
+
+
+def test_a_crash_between_publication_and_the_ledger_is_resumed_not_a_collision(facility_config, ledger, monkeypatch):
+    drop(facility_config, GOOD, b"pixels")
+    drop(facility_config, GOOD + ".meta.yaml", b"study:\n  title: x\n")
+    [acq] = scan(facility_config, ledger).ready
+    real = ledger.add_file
+
+    def crash(*a, **kw):
+        raise SystemExit("worker killed")
+
+    monkeypatch.setattr(ledger, "add_file", crash)
+    with pytest.raises(SystemExit):
+        collect(facility_config, ledger, acq)
+    dest = destination(facility_config, acq)
+    assert dest.read_bytes() == b"pixels"  # published (verified) before the crash
+    monkeypatch.setattr(ledger, "add_file", real)
+    [again] = scan(facility_config, ledger).ready
+    assert collect(facility_config, ledger, again) == "collected"
+    ds = ledger.require(acq.uid)
+    assert ds.raw_path == str(dest) and ds.sha256 == digest_file(dest).sha256
+    assert {f.role for f in ledger.files(acq.uid)} == {"raw", "sidecar"}
