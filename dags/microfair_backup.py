@@ -4,8 +4,9 @@ targets ─▶ backup_target[target] (one mapped task per target, in parallel) �
 
 Runs when microfair_ingest reports new data (asset INGESTED) and every day (``backup.schedule``).
 Each target task backs up the raw tree, the OME-Zarr and the reports, runs ``restic check``
-(a subset, or everything when the full verification is due), restores new and sampled files
-and compares them with the ledger checksums. A failing target fails only its own task; the
+(a rotating subset n/N, so every pack is read within the verification window), restores new
+files and those read back longest ago, compares them with the ledger checksums, and traces any
+damage to every dataset with content in the damaged packs. A failing target fails only its own task; the
 verdicts are computed in any case, and a failed target's copies do not count.
 """
 

@@ -47,6 +47,9 @@ def test_retention_frees_nothing_when_one_repository_is_corrupt_and_the_other_go
     runs = _backup_all(facility_config, ledger)
     assert all(r.state == "succeeded" for r in runs.values())
     assert all(v.compliant for v in evaluate_policy(facility_config, ledger))
+    healthy = run_retention(facility_config, ledger, apply=False)  # the checks pass on healthy repositories
+    assert [i.action for i in healthy.items] == ["delete", "delete"], healthy.items
+    assert all(c["ok"] and c["restored"] for i in healthy.items for c in i.copies)
 
     disk = Path(facility_config.backup.target("second-disk").repository)
     packs = list(disk.glob("data/*/*"))

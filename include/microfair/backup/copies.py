@@ -84,7 +84,13 @@ class RepositoryCopies:
             return self._repos[target.name]
         repo = _Repository(None)
         try:
-            restic = restic_for(self.cfg, target, self.credentials(target))
+            creds = self.credentials(target)
+        except Exception as exc:  # a missing Airflow connection, an unreadable secret…
+            creds, repo.reason = None, f"no credentials for the repository: {exc}"
+        try:
+            if creds is None:
+                raise ResticError(repo.reason or "no credentials")
+            restic = restic_for(self.cfg, target, creds)
             reason = self._check_age(target)
             if reason is None:
                 restic.open()
@@ -92,7 +98,7 @@ class RepositoryCopies:
                 repo.restic = restic
             repo.reason = reason
         except ResticError as exc:
-            repo.reason = f"repository does not open: {exc.reason}"
+            repo.reason = repo.reason or f"repository does not open: {exc.reason}"
         self._repos[target.name] = repo
         if repo.reason:
             log.error("target %s: its copies free nothing: %s", target.name, repo.reason)
@@ -121,7 +127,8 @@ class RepositoryCopies:
         snapshot = rec.get("snapshot")
         out.snapshot = snapshot
         path = os.path.realpath(ds.raw_path)
-        if not snapshot or snapshot not in repo.snapshots:
+        listed = [sid for sid in repo.snapshots if snapshot and sid.startswith(snapshot)]
+        if len(listed) != 1:
             out.reason = f"snapshot {str(snapshot)[:8]} is not listed in the repository now"
             return out
         digest = rec.get("read_back_digest")

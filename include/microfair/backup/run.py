@@ -235,7 +235,7 @@ def run_backup(cfg: FacilityConfig, ledger: Ledger, target_name: str, *,
     now = _now()
     result = TargetRun(target=target.name)
     previous = target_runs(ledger, target.name)
-    damage = Damage()
+    damage = Damage()  # set inside; read after the run's event is closed
     with ledger.stage(None, "backup", ctx) as outcome:
         outcome.details = {"target": target.name, "medium": target.medium, "offsite": target.offsite,
                            "repository": target.repository}
@@ -247,61 +247,10 @@ def run_backup(cfg: FacilityConfig, ledger: Ledger, target_name: str, *,
         datasets = _eligible(ledger)
         nodes = {n.path: n for n in restic.ls(snapshot, paths[0]) if n.type == "file"}
 
-        records: dict[str, dict[str, Any]] = {}
-        expected: dict[str, tuple[str, ExpectedContent]] = {}
-        to_restore: list[str] = []
-        carried: dict[str, str | None] = {}
-        for ds in datasets:
-            path = _real(ds.raw_path)
-            prev = ledger.get_record(ds.uid, record_kind(target.name)) or {}
-            rec = records[ds.uid] = _base_record(target.name, snapshot, path, now)
-            for k in ("read_back_at", "read_back_snapshot", "read_back_ok", "read_back_digest"):
-                if k in prev:
-                    rec[k] = prev[k]
-            node = nodes.get(path)
-            if node is None:
-                rec["reason"] = "raw file not in the snapshot (unreadable or missing at backup time)"
-                continue
-            if not check.ok and not check.damaged_packs:
-                rec["reason"] = f"restic check failed on snapshot {snapshot}: " + "; ".join(check.errors[:2])
-                continue
-            rec["fingerprint"] = node.fingerprint
-            expected[ds.uid] = (path, ExpectedContent(ds.sha256, ds.blake3, ds.size_bytes))
-            if prev.get("verified") and prev.get("fingerprint") == node.fingerprint and not plan.full:
-                rec.update(verified=True, verified_at=prev.get("verified_at"), method="carried",
-                           verified_snapshot=prev.get("verified_snapshot"), algorithm=prev.get("algorithm"))
-                carried[ds.uid] = prev.get("read_back_at") or prev.get("verified_at")
-            else:
-                to_restore.append(ds.uid)
-
-        again = choose_read_backs(cfg, carried, now)
-        reads: list[ReadBack] = []
-        for uid in to_restore + again:
-            path, exp = expected[uid]
-            rb = read_back(restic, snapshot, uid, path, exp)
-            reads.append(rb)
-            _apply_read(records[uid], rb, snapshot, now)
-            if uid in again:
-                result.read_back.append(uid)
-                result.samples.append(rb.to_dict())
-            elif rb.ok:
-                result.newly_verified.append(uid)
-            if not rb.ok:
-                log.error("dataset %s: copy on target %s does not match the ledger: %s", uid, target.name, rb.reason)
-        for uid, path, exp in _catalogued_sample(cfg, ledger, datasets, exclude={r["path"] for r in records.values()},
-                                                 k=cfg.backup.restore_sample_files, now=now):
-            rb = read_back(restic, snapshot, uid, path, exp)
-            reads.append(rb)
-            result.samples.append(rb.to_dict())
-
-        damaged_blobs = {b for rb in reads for b in rb.blobs}
-        if check.damaged_packs or damaged_blobs:
-            damage = trace(restic, set(check.damaged_packs), damaged_blobs)
-            damage.datasets = datasets_touched(ledger, datasets, damage.paths)
-            _mark_damaged(records, damage)
-            result.damage = damage.to_dict()
-            log.error("target %s: damaged pack(s) %s hold content of %d dataset(s): %s", target.name,
-                      damage.label(), len(damage.datasets), ", ".join(sorted(damage.datasets)) or "none known")
+        cat = _catalogue(ledger, target.name, datasets, nodes, snapshot, check, plan, now)
+        reads = _read_back_due(cfg, ledger, restic, cat, datasets, snapshot, result, now)
+        damage = _trace_damage(restic, ledger, datasets, check, reads, cat.records, result)
+        records = cat.records
 
         for uid, rec in records.items():
             ledger.put_record(uid, record_kind(target.name), rec)
@@ -325,6 +274,84 @@ def run_backup(cfg: FacilityConfig, ledger: Ledger, target_name: str, *,
 
         evaluate_policy(cfg, ledger, sorted(damage.datasets), ctx=ctx)
     return result
+
+
+@dataclass
+class Catalogue:
+    """Each dataset's record for this run, and which copies must be (or may be) read back."""
+
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    expected: dict[str, tuple[str, ExpectedContent]] = field(default_factory=dict)
+    to_restore: list[str] = field(default_factory=list)  # new or changed: restored now
+    carried: dict[str, str | None] = field(default_factory=dict)  # verified before: uid → last read-back
+
+
+def _catalogue(ledger: Ledger, target: str, datasets: list[Any], nodes: dict[str, Any], snapshot: str,
+               check: CheckResult, plan: CheckPlan, now: datetime) -> Catalogue:
+    cat = Catalogue()
+    for ds in datasets:
+        path = _real(ds.raw_path)
+        prev = ledger.get_record(ds.uid, record_kind(target)) or {}
+        rec = cat.records[ds.uid] = _base_record(target, snapshot, path, now)
+        for k in ("read_back_at", "read_back_snapshot", "read_back_ok", "read_back_digest"):
+            if k in prev:
+                rec[k] = prev[k]
+        node = nodes.get(path)
+        if node is None:
+            rec["reason"] = "raw file not in the snapshot (unreadable or missing at backup time)"
+            continue
+        if not check.ok and not check.damaged_packs:
+            rec["reason"] = f"restic check failed on snapshot {snapshot}: " + "; ".join(check.errors[:2])
+            continue
+        rec["fingerprint"] = node.fingerprint
+        cat.expected[ds.uid] = (path, ExpectedContent(ds.sha256, ds.blake3, ds.size_bytes))
+        if prev.get("verified") and prev.get("fingerprint") == node.fingerprint and not plan.full:
+            rec.update(verified=True, verified_at=prev.get("verified_at"), method="carried",
+                       verified_snapshot=prev.get("verified_snapshot"), algorithm=prev.get("algorithm"))
+            cat.carried[ds.uid] = prev.get("read_back_at") or prev.get("verified_at")
+        else:
+            cat.to_restore.append(ds.uid)
+    return cat
+
+
+def _read_back_due(cfg: FacilityConfig, ledger: Ledger, restic: Restic, cat: Catalogue, datasets: list[Any],
+                   snapshot: str, result: TargetRun, now: datetime) -> list[ReadBack]:
+    """Restore the new copies, the ones read back longest ago, and a few catalogued files."""
+    again = choose_read_backs(cfg, cat.carried, now)
+    reads: list[ReadBack] = []
+    for uid in cat.to_restore + again:
+        path, exp = cat.expected[uid]
+        rb = read_back(restic, snapshot, uid, path, exp)
+        reads.append(rb)
+        _apply_read(cat.records[uid], rb, snapshot, now)
+        if uid in again:
+            result.read_back.append(uid)
+            result.samples.append(rb.to_dict())
+        elif rb.ok:
+            result.newly_verified.append(uid)
+        if not rb.ok:
+            log.error("dataset %s: copy on target %s does not match the ledger: %s", uid, result.target, rb.reason)
+    exclude = {r["path"] for r in cat.records.values()}
+    for uid, path, exp in _catalogued_sample(cfg, ledger, datasets, exclude=exclude,
+                                             k=cfg.backup.restore_sample_files, now=now):
+        rb = read_back(restic, snapshot, uid, path, exp)
+        reads.append(rb)
+        result.samples.append(rb.to_dict())
+    return reads
+
+
+def _trace_damage(restic: Restic, ledger: Ledger, datasets: list[Any], check: CheckResult, reads: list[ReadBack],
+                  records: dict[str, dict[str, Any]], result: TargetRun) -> Damage:
+    blobs = {b for rb in reads for b in rb.blobs}
+    if not check.damaged_packs and not blobs:
+        return Damage()
+    damage = trace(restic, set(check.damaged_packs), blobs)
+    damage.datasets = datasets_touched(ledger, datasets, damage.paths)
+    _mark_damaged(records, damage)
+    result.damage = damage.to_dict()
+    log.error("target %s: damaged pack(s) %s hold content of %d dataset(s): %s", result.target,
+              damage.label(), len(damage.datasets), ", ".join(sorted(damage.datasets)) or "none known")
+    return damage
 
 
 def _forget(cfg: FacilityConfig, restic: Restic, result: TargetRun) -> None:
