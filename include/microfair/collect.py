@@ -149,19 +149,20 @@ def _resume_prefix(src, tmp: Path) -> tuple[int, StreamingDigest]:
     if kept != tmp.stat().st_size:
         # The partial copy diverges from the source: start again from scratch.
         log.warning("partial copy %s does not match its source; restarting the copy", tmp)
-        tmp.unlink()
+        os.truncate(tmp, 0)  # the same (locked) file, emptied
         src.seek(0)
         return 0, StreamingDigest()
     return kept, digest
 
 
-def _os_error(exc: OSError, dest: Path, doing: str) -> CollectError:
+def _os_error(exc: OSError, dest: Path, doing: str) -> CollectError | None:
+    """The collect error an OS error stands for (full disk, name too long), or None."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return DestinationFull(f"{dest.parent} ran out of space {doing}: {exc.strerror}")
     if exc.errno == errno.ENAMETOOLONG:
         return Rejected(f"file name too long for the raw tree's file system ({len(os.fsencode(dest.name))} "
                         f"bytes, plus the temporary name): {dest.name[:60]}…")
-    raise exc
+    return None
 
 
 def copy_verified(source: Path, dest: Path, *, tag: str, expect_size: int, expect_mtime_ns: int,
@@ -184,9 +185,13 @@ def copy_verified(source: Path, dest: Path, *, tag: str, expect_size: int, expec
         already = tmp.stat().st_size if tmp.exists() else 0
         if free < expect_size - already:
             raise DestinationFull(f"{dest.parent} has {free} bytes free; the copy needs {expect_size - already} more")
+        if already:
+            tmp.chmod(0o600)  # a crash after the read-only step left it 0444
         lock = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o600)
     except OSError as exc:
-        raise _os_error(exc, dest, "before the copy") from exc
+        if (err := _os_error(exc, dest, "before the copy")) is None:
+            raise
+        raise err from exc
     try:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -206,7 +211,9 @@ def copy_verified(source: Path, dest: Path, *, tag: str, expect_size: int, expec
                     out.flush()
                     os.fsync(out.fileno())
         except OSError as exc:
-            raise _os_error(exc, dest, "during the copy") from exc
+            if (err := _os_error(exc, dest, "during the copy")) is None:
+                raise
+            raise err from exc
         if stats is not None:
             stats.update(resumed_at=kept, bytes_written=written)
         result = digest.digest()
