@@ -210,3 +210,15 @@ def test_a_name_that_is_not_utf8_waits_with_a_reason_and_is_never_stored(facilit
     assert res.ready == [] and "not valid UTF-8" in res.waiting[0].why
     res.waiting[0].source.encode("utf-8")  # printable in a task log
     assert ledger.datasets() == []
+
+
+def test_bia_file_list_paths_are_relative_and_contained(tmp_path):
+    raw_root = tmp_path / "raw"
+    (raw_root / "P/S/E").mkdir(parents=True)
+    inside = raw_root / "P/S/E/f.tif"
+    ds = SimpleNamespace(project="P", study="Étude", experiment="E")
+    assert _remote_path(inside, raw_root, ds) == "P/S/E/f.tif"
+    # a raw path that leads out of the raw tree is never used as it is
+    assert _remote_path(raw_root / "../elsewhere/f.tif", raw_root, ds) == "P/Etude/E/f.tif"
+    with pytest.raises(UnsafeName):
+        _remote_path(tmp_path / "elsewhere/f.tif", raw_root, SimpleNamespace(project="..", study="S", experiment="E"))
