@@ -1,9 +1,13 @@
 """microfair_ingest: landing zones → raw tree → metadata → OME-Zarr → QC, one mapped group per acquisition.
 
 discover ─▶ ingest_acquisition[i]: collect ─▶ validate ─▶ convert ─▶ qc ─▶ report (emits INGESTED)
+                                                                  └─▶ all_acquisitions_passed
 
 Each acquisition runs in its own mapped task-group instance, so one bad file fails
-only its own tasks; the reason is in the task log and in the ledger.
+only its own tasks; the reason is in the task log and in the ledger. ``report`` always runs
+and emits INGESTED for the good ones; ``all_acquisitions_passed`` (a leaf) is then
+``upstream_failed`` when any acquisition failed, so the run itself is failed (red), as in
+microfair_ingest_batched. A file that is not ready yet is skipped, not failed.
 """
 
 from __future__ import annotations
@@ -93,7 +97,16 @@ def microfair_ingest():
         done = [u for u in (uids or []) if u]
         return report_ingest(done)
 
-    report(ingest_acquisition.expand(acquisition=discover()))
+    @task  # default trigger rule: upstream_failed (so the run is failed) when any acquisition failed
+    def all_acquisitions_passed(uids: list[str | None]) -> int:
+        """Every acquisition of the run reached QC; the run is green only then."""
+        n = len([u for u in uids if u])
+        print(f"every acquisition of this run reached QC: {n}")
+        return n
+
+    done = ingest_acquisition.expand(acquisition=discover())
+    report(done)
+    all_acquisitions_passed(done)
 
 
 microfair_ingest()

@@ -35,29 +35,10 @@ def _max_map_length() -> int:
 
 
 def _each(uids: list[str], stage, want: str, **context) -> list[str]:
-    """Run ``stage(cfg, ledger, uid, ctx)`` on every uid; return those that reached ``want``.
+    """:func:`microfair_airflow.common.each_dataset` (one dataset's failure never stops its batch)."""
+    from microfair_airflow.common import each_dataset
 
-    A dataset that fails is recorded in the ledger by the stage and left out; the batch goes on.
-    """
-    import logging
-
-    from microfair_airflow.common import facility, run_context
-
-    log = logging.getLogger("microfair.batch")
-    cfg, ledger = facility()
-    ctx = run_context(context)
-    done = []
-    for uid in uids:
-        try:
-            state = stage(cfg, ledger, uid, ctx)
-        except Exception as exc:  # noqa: BLE001 - one dataset's failure must not stop its batch
-            log.error("%s: %s failed: %s", uid, getattr(stage, "__name__", stage), exc)
-            continue
-        if state == want:
-            done.append(uid)
-        else:
-            log.warning("%s: ended %s", uid, state)
-    return done
+    return each_dataset(uids, stage, want, context)
 
 
 @dag(

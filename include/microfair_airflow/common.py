@@ -110,3 +110,33 @@ def report_ingest(done: list[str]) -> dict[str, Any]:
     for p in summary["problems"]:
         print(f"  {p['state']}: {p['name']} ({p['uid']}): {p['reason']}")
     return {"ingested": done, "ledger": summary["by_state"]}
+
+
+def each_dataset(uids: list[str], stage: Any, want: str, context: dict[str, Any] | None) -> list[str]:
+    """Run ``stage(cfg, ledger, uid, ctx)`` on every uid of a batch; return those that reached ``want``.
+
+    A dataset that fails is recorded in the ledger (by the stage, or here when it failed before the stage
+    recorded anything, e.g. in a state check) and left out; the batch goes on.
+    """
+    import logging
+
+    from microfair_airflow.failures import record_failure, stage_of
+
+    log = logging.getLogger("microfair.batch")
+    cfg, ledger = facility()
+    ctx = run_context(context)
+    name = stage_of(ctx.dag_id, ctx.task_id)
+    done = []
+    for uid in uids:
+        try:
+            state = stage(cfg, ledger, uid, ctx)
+        except Exception as exc:  # noqa: BLE001 - one dataset's failure must not stop its batch
+            log.error("%s: %s failed: %s", uid, getattr(stage, "__name__", stage), exc)
+            if name and ledger.get(uid) is not None:
+                record_failure(ledger, uid, name, ctx, f"{type(exc).__name__}: {exc}")
+            continue
+        if state == want:
+            done.append(uid)
+        else:
+            log.warning("%s: ended %s", uid, state)
+    return done

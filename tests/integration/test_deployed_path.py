@@ -90,6 +90,7 @@ def test_a_new_acquisition_reaches_qc_under_local_executor(stack, facility):
     source = _acquisition(cfg.zone("scope-a").path, "Control", seed=1)
     run, ds = _ingest_until(stack, config, source, {"qc_done"})
     assert ds.state == "qc_done", (ds.state, ds.reason, run["tasks"])
+    assert run["state"] == "success" and _states(run, "all_acquisitions_passed") == ["success"]
     assert _states(run, "ingest_acquisition.convert") == ["success"], run["tasks"]
     ledger = _ledger(config)
     convert = ledger.events(ds.uid, "convert")[-1]
@@ -112,6 +113,8 @@ def test_a_convert_failure_before_the_domain_code_is_visible(stack, facility):
     finally:
         stack.request("DELETE", f"/api/v2/connections/{cfg.dask.connection_id}")
     assert _states(run, "ingest_acquisition.convert") == ["failed"], run["tasks"]
+    assert run["state"] == "failed"  # red in the UI, while report still ran for the others
+    assert _states(run, "report") == ["success"] and _states(run, "all_acquisitions_passed") == ["upstream_failed"]
 
     ledger = _ledger(config)
     events = ledger.events(ds.uid, "convert")

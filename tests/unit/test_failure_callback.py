@@ -101,3 +101,20 @@ def test_every_dag_gets_the_callback():
     args = common.task_defaults(retries=1, retry_delay=timedelta(seconds=1), max_retry_delay=timedelta(seconds=2))
     assert args["on_failure_callback"] is record_task_failure
     assert args["on_retry_callback"] is record_task_failure
+
+
+def test_a_batch_records_a_dataset_that_failed_before_its_stage(facility):
+    """In a batch, an exception before the stage's own record (a state check, a missing file) is recorded too."""
+    from microfair.ledger import RunContext
+
+    def convert(cfg, ledger, uid, ctx: RunContext) -> str:
+        if uid == "u1":
+            raise RuntimeError("u1: cannot run convert on a dataset in state 'collected'")
+        with ledger.stage(uid, "convert", ctx):
+            return "converted"
+
+    ctx = _context("ingest_batch.convert", exc=None, dag_id="microfair_ingest_batched", map_index=0)
+    assert common.each_dataset(["u1", "u2"], convert, "converted", ctx) == ["u2"]
+    [ev] = facility.events("u1", "convert")
+    assert ev.state == "failed" and "cannot run convert" in ev.error and ev.task_id == "ingest_batch.convert"
+    assert [e.state for e in facility.events("u2", "convert")] == ["succeeded"]
