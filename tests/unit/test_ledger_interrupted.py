@@ -113,3 +113,12 @@ def test_failed_stages_are_listed_by_status_and_as_unfinished(ledger):
     assert problems["d6"]["state"] == "quarantined"  # listed once, as quarantined
     assert [(d.uid, st) for d, st, _ in ledger.unfinished_datasets()] == [("d5", "convert")]
     assert ledger.unfinished_datasets(stages=("collect",)) == []
+
+
+def test_a_superseded_version_is_not_unfinished(ledger):
+    ledger.upsert_dataset("d7", microscope="m", source_path="/l/g.czi", name="g.czi", state="validated")
+    with pytest.raises(OSError), ledger.stage("d7", "convert"):
+        raise OSError("read error")
+    assert [d.uid for d, _, _ in ledger.unfinished_datasets()] == ["d7"]
+    ledger.update("d7", state="superseded")  # a newer version of the file took over
+    assert ledger.unfinished_datasets() == [] and ledger.summary()["problems"] == []

@@ -26,6 +26,8 @@ STAGES = ("collect", "validate", "convert", "qc", "backup", "irods", "deposit")
 UNFINISHED = ("failed", "interrupted")
 #: Datasets that no re-run can move on (a person has to act first).
 SETTLED_BAD = ("quarantined", "failed")
+#: Datasets whose unfinished stages no longer matter: a newer version of the file took over.
+RETIRED = ("superseded",)
 
 
 def _aware(at: datetime) -> datetime:
@@ -262,14 +264,14 @@ class Ledger:
     def unfinished_datasets(self, stages: tuple[str, ...] | None = None) -> list[tuple[Dataset, str, str]]:
         """Datasets whose latest attempt of a stage failed or was interrupted: ``(dataset, stage, state)``.
 
-        Quarantined datasets are left out (a person must act first). A dataset appears once per such
+        Quarantined and superseded datasets are left out. A dataset appears once per such
         stage, in life-cycle order. Call :meth:`sweep_interrupted` first to include orphans still
         marked ``running``.
         """
         with self.session() as s:
             q = (select(Dataset, StageStatus.stage, StageStatus.state)
                  .join(StageStatus, StageStatus.dataset_id == Dataset.id)
-                 .where(StageStatus.state.in_(UNFINISHED), Dataset.state.not_in(SETTLED_BAD))
+                 .where(StageStatus.state.in_(UNFINISHED), Dataset.state.not_in((*SETTLED_BAD, *RETIRED)))
                  .order_by(Dataset.id))
             if stages:
                 q = q.where(StageStatus.stage.in_(stages))
@@ -362,7 +364,7 @@ class Ledger:
                    StageEvent.details)
             .join(StageStatus, StageStatus.dataset_id == Dataset.id)
             .outerjoin(StageEvent, StageEvent.id == StageStatus.event_id)
-            .where(StageStatus.state.in_((*UNFINISHED, "running")), Dataset.state.not_in(SETTLED_BAD))
+            .where(StageStatus.state.in_((*UNFINISHED, "running")), Dataset.state.not_in((*SETTLED_BAD, *RETIRED)))
             .order_by(Dataset.id, StageStatus.stage))
         out = []
         for uid, name, stage, state, error, details in rows:
