@@ -1,8 +1,8 @@
 """Every task failure reaches the ledger: the ``on_failure_callback`` of every microfair task.
 
 The stage functions record their own failures (``Ledger.stage``). A task can also fail *before* its
-domain code records anything: the dask cluster does not start, the facility file does not load, the
-upstream XCom is missing, the process is killed. :func:`record_task_failure` (set for every task by
+domain code records anything: the dask cluster does not start or cannot be reached, the upstream XCom
+is missing, a state check fails. :func:`record_task_failure` (set for every task by
 :func:`microfair_airflow.common.task_defaults`) then records a ``failed`` stage event with the
 exception's message, with the task instance's dag/run/task/map index/try, so that the dashboard's
 Failures (and its re-run button), ``microfair status`` and the alerts show it. When the domain code
@@ -12,7 +12,9 @@ process died in the middle) is closed as failed with the message.
 Which datasets: the task's rendered ``dataset_uid`` (operators), its arguments (a uid, an acquisition
 dict, or a batch of either), else the XCom of its upstream tasks for the same map index, else
 ``params["uid"]``. Which stage: the last part of the task id, for the DAGs in :data:`TASK_STAGES`.
-A task that concerns no dataset (discover, backup runs, reports) is only logged.
+A task that concerns no dataset (discover, backup runs, reports) is only logged. Not covered: a facility
+file that does not load (no ledger to write to) and a process killed outright (no callback runs; the
+ledger's owner check marks its event ``interrupted``, see :meth:`Ledger.sweep_interrupted`).
 """
 
 from __future__ import annotations
