@@ -13,8 +13,9 @@ Which datasets: the task's rendered ``dataset_uid`` (operators), its arguments (
 dict, or a batch of either), else the XCom of its upstream tasks for the same map index, else
 ``params["uid"]``. Which stage: the last part of the task id, for the DAGs in :data:`TASK_STAGES`.
 A task that concerns no dataset (discover, backup runs, reports) is only logged. Not covered: a facility
-file that does not load (no ledger to write to) and a process killed outright (no callback runs; the
-ledger's owner check marks its event ``interrupted``, see :meth:`Ledger.sweep_interrupted`).
+file that does not load (no ledger to write to). For a process killed outright the scheduler has the
+dag-processor run this callback without the exception; where none runs, the ledger's owner check marks
+the event ``interrupted`` (:meth:`Ledger.sweep_interrupted`).
 """
 
 from __future__ import annotations
