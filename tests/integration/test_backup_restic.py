@@ -72,6 +72,11 @@ def test_incremental_run_adds_little_and_is_idempotent(facility_config, ledger):
     new = seed_dataset(facility_config, ledger, "New", size=300_000)
     third = run_backup(facility_config, ledger, "second-disk")
     assert third.newly_verified == [new]
+    # The check subset rotates, its position kept in the ledger; the read-backs go oldest first.
+    assert [r.check["read_data_subset"] for r in (first, second, third)] == ["100%", "1/7", "2/7"]
+    assert _target_events(ledger, "second-disk")[-1].details["check"]["position"] == 2
+    assert len(second.read_back) == 3 and set(uids) - set(second.read_back) <= set(third.read_back)
+    assert all(ledger.get_record(u, "backup:second-disk")["read_back_at"] for u in second.read_back)
     assert 300_000 <= third.bytes_added < first.bytes_added / 2
 
 

@@ -244,3 +244,15 @@ def test_damaged_content_names_the_blob_and_a_full_cache_is_not_a_full_repositor
     assert "backup cache" in str(full) and "retry" in str(full) and not any(tmp.iterdir())
     repo_full = r._fail("backup", 1, "Fatal: unable to save snapshot: write /srv/repo/data/ab/x: no space left on device")
     assert isinstance(repo_full, DiskFullError) and "disk full on the repository" in str(repo_full)
+
+
+def test_damaged_paths_map_to_every_dataset_with_content_there(facility_config, ledger):
+    from microfair.backup.damage import datasets_touched
+
+    a, b, c = (seed_dataset(facility_config, ledger, s) for s in ("A", "B", "C"))
+    zarr_chunk = os.path.realpath(Path(ledger.require(a).zarr_path) / "0" / "c0")
+    record_b = next(os.path.realpath(f.path) for f in ledger.files(b) if f.role == "record")
+    raw_c = os.path.realpath(ledger.require(c).raw_path)
+    touched = datasets_touched(ledger, ledger.datasets(), {zarr_chunk, record_b, "/elsewhere/x"})
+    assert touched == {a: [zarr_chunk], b: [record_b]}
+    assert datasets_touched(ledger, ledger.datasets(), {raw_c}) == {c: [raw_c]}
