@@ -124,6 +124,8 @@ def test_admin_reruns_exactly_the_failed_map_index(browser, stack, shoot) -> Non
         frame = page.frame_locator("iframe")
         frame.locator("[data-testid=failures]").wait_for()
         assert frame.locator("[data-testid=failures-total]").inner_text().strip() != "0"
+        inner = next(f for f in page.frames if "/microfair" in f.url)
+        inner.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")  # painted
         shoot(page, "dashboard-in-airflow.png")
 
         # The failed item, and its button (the admin may clear task instances).
