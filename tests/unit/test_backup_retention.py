@@ -221,3 +221,23 @@ def test_with_a_spare_target_the_remaining_checked_copies_still_count(facility_c
     assert item.action == "deleted", item
     [entry] = ledger.audit_entries(ACTION)
     assert set(entry.details["snapshots"]) == {"offsite", "tape"} and entry.details["copies"] == 3
+
+
+@pytest.mark.parametrize("check, hours_ago, parts", [
+    ({"ok": False, "damaged_packs": ["ab" * 32]}, 1, ["most recent restic check", "failed (damaged packs: abababababab)"]),
+    ({"ok": True}, 49, ["most recent restic check", "is older than 48 h"]),
+    (None, 1, ["no restic check recorded"]),
+])
+def test_the_real_checker_refuses_a_repository_whose_last_check_failed_or_is_stale(
+        facility_config, ledger, compliant, check, hours_ago, parts):
+    from datetime import datetime, timedelta, timezone
+
+    from microfair.backup.copies import RepositoryCopies
+
+    with ledger.stage(None, "backup") as o:
+        o.details = {"target": "second-disk", "snapshot": "feedc0de", **({"check": check} if check else {})}
+    later = datetime.now(timezone.utc) + timedelta(hours=hours_ago)
+    facility_config.backup.restic_binary = "/nonexistent/restic"  # restic is never needed to refuse
+    copies = RepositoryCopies(facility_config, ledger, now=later)
+    result = copies.check(ledger.require(compliant), facility_config.backup.target("second-disk"))
+    assert not result.ok and all(p in result.reason for p in parts), result.reason
