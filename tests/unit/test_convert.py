@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import dask.array as da
@@ -47,14 +48,19 @@ def level_arrays(root: Path, scene: int = 0) -> list[np.ndarray]:
     return [np.asarray(group[d["path"]][:]) for d in ms["datasets"]]
 
 
+# a shard of 2 x 2 chunks of 32 x 32 pixels (of uint8: 4096 bytes), so level 0 has several shards and edge shards
+SMALL_SHARD = 4 * 32 * 32
+
+
 @pytest.mark.parametrize("dtype", ["uint8", "uint16", "float32"])
-@pytest.mark.parametrize("ngff", ["0.4", "0.5"])
-def test_every_level_matches_a_reference_downsample(tmp_path, dtype, ngff):
+@pytest.mark.parametrize("ngff,shard", [("0.4", 16 << 20), ("0.5", 16 << 20), ("0.5", 0), ("0.5", SMALL_SHARD)])
+def test_every_level_matches_a_reference_downsample(tmp_path, dtype, ngff, shard):
     # odd sizes and edge chunks: 83 x 101 with 32-pixel chunks
     data = textured_stack((2, 3, 83, 101), dtype=dtype, seed=1)
     src = write_ome_tiff(tmp_path / "in.ome.tiff", data, channels=["DAPI", "GFP"])
-    result = convert_to_zarr(open_image(src), tmp_path / "out.ome.zarr", settings=small(ngff_version=ngff),
-                             ome_xml=None)
+    target = shard * np.dtype(dtype).itemsize
+    result = convert_to_zarr(open_image(src), tmp_path / "out.ome.zarr",
+                             settings=small(ngff_version=ngff, shard_target_bytes=target), ome_xml=None)
     levels = level_arrays(result.path)
     expected = reference_levels(data[None], len(levels))  # (T, C, Z, Y, X)
     assert len(levels) == len(level_shapes((1, 2, 3, 83, 101), min_level_size=16, max_levels=8)) == 4
@@ -66,6 +72,17 @@ def test_every_level_matches_a_reference_downsample(tmp_path, dtype, ngff):
             np.testing.assert_array_equal(got, want)
     validate(result.path, ngff)
     assert result.scenes[0].levels[-1][-2:] == (11, 13)
+    arr = zarr.open_array(str(result.path / "0" / "0"), mode="r")
+    sharded = ngff == "0.5" and shard > 0
+    assert arr.chunks == (1, 1, 1, 32, 32)
+    assert arr.shards == ((1, 1, 1, 64, 64) if shard == SMALL_SHARD else (1, 1, 1, 96, 128)) if sharded else \
+        arr.shards is None
+    if sharded:  # one file per shard; the smallest level (11 x 13) is one shard per plane
+        files = [f for f in (result.path / "0" / "0" / "c").rglob("*") if f.is_file()]
+        assert len(files) == 2 * 3 * math.prod(math.ceil(n / (arr.shards[-1] if i else arr.shards[-2]))
+                                               for i, n in enumerate((83, 101)))
+        last = zarr.open_array(str(result.path / "0" / str(len(levels) - 1)), mode="r")
+        assert last.shards == (1, 1, 1, 11, 13)
 
 
 def test_layout_metadata_and_ome_xml(tmp_path):
@@ -92,8 +109,12 @@ def test_layout_metadata_and_ome_xml(tmp_path):
     assert w["min"] == 0 and w["max"] == 65535 and 0 <= w["start"] < w["end"] <= 65535
     arr = json.loads((root / "0" / "0" / "zarr.json").read_text())
     assert arr["dimension_names"] == ["t", "c", "z", "y", "x"]
-    assert arr["chunk_grid"]["configuration"]["chunk_shape"] == [1, 1, 1, 32, 32]
-    assert any(c["name"] == "zstd" for c in arr["codecs"])
+    # NGFF 0.5 is sharded: the whole 64 x 80 level fits the default 16 MiB target, in whole 32 x 32 chunks
+    assert arr["chunk_grid"]["configuration"]["chunk_shape"] == [1, 1, 1, 64, 96]
+    (sharding,) = arr["codecs"]
+    assert sharding["name"] == "sharding_indexed"
+    assert sharding["configuration"]["chunk_shape"] == [1, 1, 1, 32, 32]
+    assert any(c["name"] == "zstd" for c in sharding["configuration"]["codecs"])
     assert not stale_temporaries(root)
 
 
@@ -115,11 +136,14 @@ def test_rgb_samples_become_channels(tmp_path):
     rgb = rng.integers(0, 256, (2, 50, 70, 3), dtype=np.uint8)
     src = tmp_path / "rgb.ome.tiff"
     tifffile.imwrite(src, rgb, ome=True, photometric="rgb", metadata={"axes": "ZYXS"})
-    result = convert_to_zarr(open_image(src), tmp_path / "rgb.ome.zarr", settings=small(), ome_xml=None)
+    result = convert_to_zarr(open_image(src), tmp_path / "rgb.ome.zarr", settings=small(shard_target_bytes=SMALL_SHARD),
+                             ome_xml=None)
     levels = level_arrays(result.path)
     assert levels[0].shape == (1, 3, 2, 50, 70)
-    for s in range(3):
-        np.testing.assert_array_equal(levels[0][0, s], rgb[..., s])
+    expected = reference_levels(np.moveaxis(rgb, -1, 0)[None], len(levels))  # (T, C=samples, Z, Y, X)
+    for got, want in zip(levels, expected):
+        np.testing.assert_array_equal(got, want)
+    assert zarr.open_array(str(result.path / "0" / "0"), mode="r").shards == (1, 1, 1, 64, 64)
     assert result.scenes[0].rgb and result.scenes[0].channels == ["red", "green", "blue"]
     ome = json.loads((result.path / "0" / "zarr.json").read_text())["attributes"]["ome"]
     assert [c["color"] for c in ome["omero"]["channels"]] == ["FF0000", "00FF00", "0000FF"]
@@ -134,10 +158,14 @@ def test_multi_scene(tmp_path):
         tif.write(b, metadata={"axes": "CZYX"}, photometric="minisblack")
     img = open_image(src)
     assert len(img.scenes) == 2
-    result = convert_to_zarr(img, tmp_path / "two.ome.zarr", settings=small(), ome_xml=None)
+    result = convert_to_zarr(img, tmp_path / "two.ome.zarr", settings=small(shard_target_bytes=2 * SMALL_SHARD),
+                             ome_xml=None)
     assert [s.index for s in result.scenes] == [0, 1]
-    np.testing.assert_array_equal(level_arrays(result.path, 0)[0][0], a)
-    np.testing.assert_array_equal(level_arrays(result.path, 1)[0][0], b)
+    for scene, data in ((0, a), (1, b)):
+        levels = level_arrays(result.path, scene)
+        for got, want in zip(levels, reference_levels(data[None], len(levels))):
+            np.testing.assert_array_equal(got, want)
+    assert len(level_arrays(result.path, 0)) == 3 and len(level_arrays(result.path, 1)) == 2
     series = json.loads((result.path / "OME" / "zarr.json").read_text())["attributes"]["ome"]["series"]
     assert series == ["0", "1"]
     assert len(result.qc.scenes) == 2

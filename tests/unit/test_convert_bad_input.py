@@ -156,3 +156,50 @@ def test_a_worker_killed_mid_conversion(tmp_path):
             b = zarr.open_group(str(out / "0"), mode="r")[str(lvl)][:]
             np.testing.assert_array_equal(a, b)
     shutil.rmtree(again)
+
+
+KILL_SCRIPT = """
+import sys
+from pathlib import Path
+from microfair.config.core import ConversionSettings
+from microfair.convert import convert_to_zarr
+from microfair.convert.synthetic_source import synthetic_image
+img = synthetic_image((1, 2, 6, 512, 512), chunk_xy=256, tile=256, seed=4, latency=0.1)
+convert_to_zarr(img, Path(sys.argv[1]), settings=ConversionSettings(chunk_xy=128, min_level_size=64, max_levels=3,
+                shard_target_bytes=2 * 128 * 128 * 2 * 2), ome_xml=None)
+"""
+
+
+def test_a_shard_half_written_when_the_process_dies(tmp_path):
+    """SIGKILL while shards are being written (NGFF 0.5, sharded): nothing at the final path, the shard on disk
+    is cut in half (as a write torn by the crash), and a re-run removes the temporary and converts it whole."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "sharded.ome.zarr"
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(out)])
+    shards: list[Path] = []
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        tmp = list(tmp_path.glob(f".{out.name}.tmp-*"))
+        shards = [p for p in (tmp[0] / "0" / "0" / "c").rglob("*") if p.is_file()] if tmp else []
+        if len(shards) >= 2:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    proc.wait(30)
+    assert proc.returncode == -signal.SIGKILL, "the conversion ended before shards were written"
+    assert not out.exists()
+    (crashed,) = tmp_path.glob(f".{out.name}.tmp-*")
+    torn = shards[0]
+    torn.write_bytes(torn.read_bytes()[: torn.stat().st_size // 2])  # the crash tore this shard mid-write
+
+    shape = (1, 2, 6, 512, 512)
+    img = synthetic_image(shape, chunk_xy=256, tile=256, seed=4)
+    settings = ConversionSettings(chunk_xy=128, min_level_size=64, max_levels=3, shard_target_bytes=2 * 128 * 128 * 2 * 2)
+    result = convert_to_zarr(img, out, settings=settings, ome_xml=None)
+    assert not crashed.exists() and not stale_temporaries(out)
+    arr = zarr.open_group(str(out / "0"), mode="r")["0"]
+    assert arr.shards == (1, 1, 1, 256, 256)  # 4 chunks of 128 x 128 uint16 = the 128 KiB target
+    np.testing.assert_array_equal(arr[:], TexturedVolume(shape, tile=256, seed=4)[:, :, :, :, :])
+    assert len(result.scenes[0].levels) == 3

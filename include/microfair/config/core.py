@@ -70,6 +70,9 @@ class ConversionSettings(Strict):
     memory_limit_mb: int = Field(
         1500, ge=128, description="peak resident memory budget for one conversion"
     )
+    shard_target_bytes: int = Field(
+        16 << 20, ge=0, description="NGFF 0.5: about this many bytes per shard file (0: no sharding)"
+    )
 
 
 class DaskSettings(Strict):

@@ -10,6 +10,7 @@ models validate the result. The bioformats2raw container around the images (root
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -47,6 +48,8 @@ class ImagePlan:
     compression_level: int = 3
     channels: list[ChannelPlan] = field(default_factory=list)
     default_z: int = 0
+    shard_bytes: int = 0  # NGFF 0.5: target bytes per shard (0: unsharded); also sizes the write blocks
+    sharded: bool = False  # Zarr v3 sharding codec (NGFF 0.5 only)
 
     def level_scale(self, level: int) -> list[float]:
         f = 2.0**level
@@ -62,6 +65,35 @@ class ImagePlan:
         shape = self.level_shapes[level]
         return tuple(max(1, min(c, s)) for c, s in zip(self.chunks, shape))
 
+    def level_block(self, level: int) -> tuple[int, ...]:
+        """The unit of work and of writing at ``level``: one shard (sharded), else a tile of whole chunks
+        of about ``shard_bytes`` (the level's chunk when ``shard_bytes`` is 0)."""
+        return shard_shape(self.level_shapes[level], self.level_chunks(level), self.dtype, self.shard_bytes)
+
+
+def shard_shape(shape: tuple[int, ...], chunks: tuple[int, ...], dtype: np.dtype, target_bytes: int
+                ) -> tuple[int, ...]:
+    """Whole chunks in Y and X (the shorter side doubled first) up to ``target_bytes``, at most the level.
+
+    A level smaller than the target is one shard per plane; T, C and Z stay as in ``chunks``.
+    """
+    *lead, cy, cx = chunks
+    if target_bytes <= 0:
+        return tuple(chunks)
+    n = max(1, target_bytes // (math.prod(chunks) * np.dtype(dtype).itemsize))
+    ny, nx = math.ceil(shape[-2] / cy), math.ceil(shape[-1] / cx)
+    ky = kx = 1
+    while True:  # double the shorter side (X on a tie) while the shard stays within the target and the level
+        grow_x = kx < nx and min(2 * kx, nx) * ky <= n
+        grow_y = ky < ny and kx * min(2 * ky, ny) <= n
+        if grow_x and (not grow_y or kx * cx <= ky * cy):
+            kx = min(2 * kx, nx)
+        elif grow_y:
+            ky = min(2 * ky, ny)
+        else:
+            break
+    return (*lead, ky * cy, kx * cx)
+
 
 def default_window(dtype: np.dtype) -> tuple[float, float, float, float]:
     if dtype.kind in "ui":
@@ -70,7 +102,18 @@ def default_window(dtype: np.dtype) -> tuple[float, float, float, float]:
     return (0.0, 1.0, 0.0, 1.0)
 
 
-def _codecs_v3(plan: ImagePlan) -> list[dict[str, Any]]:
+def _codecs_v3(plan: ImagePlan, level: int | None = None) -> list[dict[str, Any]]:
+    """The v3 codecs; with sharding, one ``sharding_indexed`` codec around them (index: bytes + crc32c)."""
+    inner = _inner_codecs_v3(plan)
+    if level is None or not plan.sharded:
+        return inner
+    return [{"name": "sharding_indexed", "configuration": {
+        "chunk_shape": list(plan.level_chunks(level)), "codecs": inner,
+        "index_codecs": [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "crc32c"}],
+        "index_location": "end"}}]
+
+
+def _inner_codecs_v3(plan: ImagePlan) -> list[dict[str, Any]]:
     codecs: list[dict[str, Any]] = [{"name": "bytes", "configuration": {"endian": "little"}}]
     if plan.compressor == "zstd":
         codecs.append({"name": "zstd", "configuration": {"level": plan.compression_level, "checksum": False}})
@@ -123,9 +166,10 @@ def image_model(plan: ImagePlan, version: NgffVersion) -> Any:
 
         specs = [ArraySpec(
             shape=shape, data_type=str(plan.dtype),
-            chunk_grid={"name": "regular", "configuration": {"chunk_shape": plan.level_chunks(i)}},
+            chunk_grid={"name": "regular", "configuration": {
+                "chunk_shape": plan.level_block(i) if plan.sharded else plan.level_chunks(i)}},
             chunk_key_encoding={"name": "default", "configuration": {"separator": "/"}},
-            fill_value=_fill_value(plan.dtype), codecs=_codecs_v3(plan), dimension_names=AXES, attributes={},
+            fill_value=_fill_value(plan.dtype), codecs=_codecs_v3(plan, i), dimension_names=AXES, attributes={},
         ) for i, shape in enumerate(plan.level_shapes)]
     else:
         from ome_zarr_models.v04.axes import Axis

@@ -6,7 +6,10 @@ the QC reductions on one Zarr chunk. The dask graph itself is bounded by computi
 *slabs* of at most ``SLAB_CHUNKS`` level-0 chunks (whole planes, cut at source-chunk and
 ``chunk_z`` boundaries, so no chunk is read or written twice). So:
 
-    peak ≈ BASELINE_MB + workers × (2 × source chunk + Zarr chunk pixels × (4 × bytes per pixel + 24) + 6 MB)
+    peak ≈ BASELINE_MB + workers × (2 × source chunk + 4 × write block + Zarr chunk pixels × 24 + 6 MB)
+
+(a write block is one shard, or a tile of whole Zarr chunks of about ``conversion.shard_target_bytes``;
+the 24 bytes per pixel are the QC temporaries on one Zarr-chunk tile)
 
 independent of the file size. With the threaded scheduler, ``workers`` is the number of threads:
 as many as there are cores, but no more than ``(memory_limit_mb − BASELINE_MB) / per worker``
@@ -52,17 +55,19 @@ class MemoryPlan:
         return {**asdict(self), "expected_peak_mb": round(self.expected_peak_mb, 1)}
 
 
-def per_worker_mb(source_chunk_bytes: int, zarr_chunk: tuple[int, ...], dtype: np.dtype) -> float:
+def per_worker_mb(source_chunk_bytes: int, zarr_chunk: tuple[int, ...], dtype: np.dtype,
+                  block: tuple[int, ...] | None = None) -> float:
     pixels = math.prod(zarr_chunk)
     item = np.dtype(dtype).itemsize
-    return (2 * source_chunk_bytes + pixels * (4 * item + 24)) / MiB + QC_MB
+    block_bytes = math.prod(block or zarr_chunk) * item
+    return (2 * source_chunk_bytes + 4 * block_bytes + pixels * 24) / MiB + QC_MB
 
 
 def memory_plan(limit_mb: int, source_chunk_bytes: int, zarr_chunk: tuple[int, ...], dtype: np.dtype,
-                cores: int | None = None) -> MemoryPlan:
+                cores: int | None = None, block: tuple[int, ...] | None = None) -> MemoryPlan:
     """Workers (threads) that fit ``limit_mb`` for these chunks; see the module docstring."""
     n_cores = cores or os.cpu_count() or 1
-    per = per_worker_mb(source_chunk_bytes, zarr_chunk, dtype)
+    per = per_worker_mb(source_chunk_bytes, zarr_chunk, dtype, block)
     room = limit_mb - BASELINE_MB
     fitting = int(room // per) if room > 0 else 0
     return MemoryPlan(limit_mb=limit_mb, source_chunk_mb=round(source_chunk_bytes / MiB, 2),

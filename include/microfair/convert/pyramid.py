@@ -87,13 +87,16 @@ def downsample_level(x: da.Array) -> da.Array:
     return x.map_blocks(downsample2, chunks=out_chunks, dtype=x.dtype)
 
 
-def build_pyramid(level0: da.Array, shapes: list[tuple[int, ...]], store_chunks: tuple[int, ...]) -> list[da.Array]:
-    """All levels of the pyramid, each chunked as ``store_chunks`` (one dask block = one Zarr chunk)."""
-    levels = [level0.rechunk(store_chunks)]
-    for shape in shapes[1:]:
+def build_pyramid(level0: da.Array, shapes: list[tuple[int, ...]], blocks: list[tuple[int, ...]] | tuple[int, ...]
+                  ) -> list[da.Array]:
+    """All levels of the pyramid; level k is chunked as ``blocks[k]`` (one dask block = one shard, or one tile of
+    whole Zarr chunks), so every task reads, downsamples and writes a big unit of work."""
+    per_level = [tuple(blocks)] * len(shapes) if blocks and isinstance(blocks[0], int) else list(blocks)
+    levels = [level0.rechunk(per_level[0])]
+    for shape, block in zip(shapes[1:], per_level[1:]):
         nxt = downsample_level(levels[-1])
         assert nxt.shape == shape, (nxt.shape, shape)
-        levels.append(nxt.rechunk(store_chunks))
+        levels.append(nxt.rechunk(block))
     return levels
 
 

@@ -5,6 +5,12 @@ RGB images (bioio dims ``...S`` with S = 3 or 4 samples) are stored with the sam
 channels: channel ``c`` sample ``s`` becomes output channel ``c * S + s``, named
 ``<channel> red/green/blue`` (just ``red``, ``green``, ``blue`` for a plain RGB image) and
 coloured FF0000 / 00FF00 / 0000FF, so viewers show the true colours as an additive composite.
+
+Memory must not depend on the file, so the pixels are handed out one plane (or tile) per chunk. Some
+plugins give a whole Z stack per chunk (bioio-ome-tiff and bioio-tifffile by default): such a reader is
+opened again with ``chunk_dims=["Y", "X"]`` (keeping a samples axis it chunks on) for the conversion;
+re-chunking the dask array instead would still read the whole stack for every plane. The re-opened
+reader is used for this scene's pixels only; ``img`` keeps its own chunks for everything else.
 """
 
 from __future__ import annotations
@@ -61,8 +67,52 @@ def _default_colors(n: int) -> list[str]:
     return ["FFFFFF"] if n == 1 else [PALETTE[i % len(PALETTE)] for i in range(n)]
 
 
+#: Axes a plane chunk may span besides Y and X (samples of RGB pixels; bioio-czi needs "A").
+SAMPLE_AXES = ("S", "A")
+
+
+def _spans_planes(data: da.Array, order: str) -> bool:
+    """True when one dask chunk of ``data`` (axes ``order``) holds more than one plane (T, C or Z > 1)."""
+    return any(ax in order and max(data.chunks[order.index(ax)]) > 1 for ax in ("T", "C", "Z"))
+
+
+def plane_reader(img: Any, scene: int) -> Any | None:
+    """The file of ``img`` opened again with plane chunks (None when its reader cannot do that)."""
+    reader = getattr(img, "reader", None)
+    path = getattr(reader, "_path", None)
+    if reader is None or not path or "chunk_dims" not in getattr(reader, "__dict__", {}):
+        log.info("%s: the reader hands out chunks of several planes and cannot re-chunk them; memory grows "
+                 "with the stack", path or type(reader).__name__)
+        return None
+    from bioio import BioImage
+
+    dims = ["Y", "X", *(d for d in SAMPLE_AXES if d in (reader.chunk_dims or []))]
+    try:
+        again = BioImage(path, reader=type(reader), chunk_dims=dims)
+        again.set_scene(scene)
+    except Exception as err:  # noqa: BLE001 - keep the reader's own chunks rather than fail
+        log.warning("%s: could not re-open with plane chunks (%s); memory grows with the stack", path, err)
+        return None
+    log.info("%s: %s hands out whole stacks; reading scene %d one plane per chunk", path, type(reader).__name__,
+             scene)
+    return again
+
+
+def _pixels(img: Any, scene: int, order: str, **kw: Any) -> da.Array:
+    """``img.get_image_dask_data(order, **kw)``, re-read with plane chunks if a chunk spans planes."""
+    data = img.get_image_dask_data(order, **kw)
+    if _spans_planes(data, order):
+        again = plane_reader(img, scene)
+        if again is not None:
+            data = again.get_image_dask_data(order, **kw)
+    return data
+
+
 def scene_source(img: Any, scene: int) -> SceneSource:
-    """The lazy pixels and channel description of one scene of ``img`` (sets the current scene)."""
+    """The lazy pixels and channel description of one scene of ``img`` (sets the current scene).
+
+    The pixels come one plane (or tile) per chunk, whatever chunks the reader of ``img`` hands out.
+    """
     img.set_scene(scene)
     dims = img.dims
     order = dims.order
@@ -73,7 +123,7 @@ def scene_source(img: Any, scene: int) -> SceneSource:
         names = [f"C{c}" for c in range(n_channels)]
     colors = _ome_channel_colors(img, scene, n_channels)
     if n_samples > 1:
-        raw = img.get_image_dask_data("TCZYXS")
+        raw = _pixels(img, scene, "TCZYXS")
         t, c, z, y, x, s = raw.shape
         data = raw.transpose(0, 1, 5, 2, 3, 4).reshape((t, c * s, z, y, x))
         out_names = [SAMPLE_NAMES[i] if c == 1 else f"{names[ci]} {SAMPLE_NAMES[i]}"
@@ -82,9 +132,9 @@ def scene_source(img: Any, scene: int) -> SceneSource:
         names, colors_out, rgb = out_names, out_colors, True
     else:
         if "S" in order:
-            data = img.get_image_dask_data("TCZYX", S=0)
+            data = _pixels(img, scene, "TCZYX", S=0)
         else:
-            data = img.get_image_dask_data("TCZYX")
+            data = _pixels(img, scene, "TCZYX")
         defaults = _default_colors(n_channels)
         colors_out = [col or defaults[i] for i, col in enumerate(colors)]
         rgb = False

@@ -1,8 +1,10 @@
 """Convert a ``bioio.BioImage`` to OME-Zarr in one pass over the pixels, with QC on the way.
 
 Per slab of planes (``microfair.convert.slabs``), one dask graph holds: the source read, level 0
-re-chunked to the Zarr chunks, every pyramid level downsampled from the in-memory blocks of the level
-above, one store task per Zarr chunk, and the QC reductions. One ``compute`` runs it all; dask shares
+re-chunked to write blocks (one shard for NGFF 0.5, else a tile of whole Zarr chunks of about
+``conversion.shard_target_bytes``), every pyramid level downsampled from the in-memory blocks of the level
+above, one store task per block (zarr encodes a block's chunks together), and the QC reductions on
+Zarr-chunk tiles. One ``compute`` runs it all; dask shares
 the read tasks, so every source chunk is read once, and memory is bounded by (source chunk + a few Zarr
 chunks) per worker and by the slab's graph, not by the file size (``microfair.convert.memory``: the
 threads are sized to ``conversion.memory_limit_mb``). Reader warnings that say pixels were lost fail
@@ -139,14 +141,17 @@ def _store_block(block: np.ndarray, target: Any, offset: tuple[int, ...] = (), b
 
 
 def store_level(level: da.Array, target: Any, offset: tuple[int, ...] = ()) -> da.Array:
-    """Lazy writes of every block of ``level`` into ``target`` (one block = one Zarr chunk, no locks).
+    """Lazy writes of every block of ``level`` into ``target`` (one block = one shard, or whole Zarr chunks; no locks).
 
     ``offset`` places ``level`` inside ``target`` (a slab of planes). The result is one number
-    per block (bytes written), summed to a scalar.
+    per block (bytes written), summed to a scalar. Every block but the last along an axis must be a
+    whole number of write units (shards when sharded, else chunks), so no unit is written by two tasks.
     """
-    expected = tuple(min(c, n) for c, n in zip(target.chunks, level.shape))
-    if level.size and tuple(c[0] for c in level.chunks) != expected:
-        raise ValueError(f"dask chunks {level.chunksize} do not match Zarr chunks {target.chunks}")
+    unit = getattr(target, "shards", None) or target.chunks
+    for axis, (sizes, u) in enumerate(zip(level.chunks, unit)):
+        if any(c % u for c in sizes[:-1]) or (offset and offset[axis] % u):
+            raise ValueError(f"dask chunks {level.chunksize} do not align with the Zarr "
+                             f"{'shards' if getattr(target, 'shards', None) else 'chunks'} {tuple(unit)}")
     # the target goes in through a partial: as a keyword, dask would take the Zarr array for an array
     per_block = level.map_blocks(functools.partial(_store_block, target=target, offset=tuple(offset)),
                                  chunks=(1,) * level.ndim, dtype=np.int64)
@@ -167,7 +172,8 @@ def _plan(src: SceneSource, settings: ConversionSettings) -> ImagePlan:
         chunks=(1, 1, settings.chunk_z, settings.chunk_xy, settings.chunk_xy),
         compressor=settings.compressor, compression_level=settings.compression_level,
         channels=[ChannelPlan(n, c, window) for n, c in zip(src.channel_names, src.channel_colors)],
-        default_z=shape[2] // 2,
+        default_z=shape[2] // 2, shard_bytes=settings.shard_target_bytes,
+        sharded=settings.ngff_version == "0.5" and settings.shard_target_bytes > 0,
     )
 
 
@@ -236,12 +242,14 @@ def convert_to_zarr(img: Any, out: Path, *, settings: ConversionSettings, ome_xm
                 src = scene_source(img, index)
                 plan = _plan(src, settings)
                 arrays = write_image(tmp, index, plan, version)
-                mem = memory_plan(settings.memory_limit_mb, _source_chunk_bytes(src.data), plan.chunks, plan.dtype)
+                mem = memory_plan(settings.memory_limit_mb, _source_chunk_bytes(src.data), plan.chunks, plan.dtype,
+                                  block=plan.level_block(0))
                 memory.append(mem.to_dict())
                 parts = slabs(src.data, settings.chunk_z, settings.chunk_xy)
-                log.info("%s: scene %d (%s) %s %s -> %d level(s), chunks %s, %s, NGFF %s; %d slab(s); %s", who,
-                         index, src.name, "x".join(map(str, src.data.shape)), src.data.dtype, len(plan.level_shapes),
-                         plan.chunks, settings.compressor, version, len(parts),
+                log.info("%s: scene %d (%s) %s %s -> %d level(s), chunks %s in %s %s, %s, NGFF %s; %d slab(s); %s",
+                         who, index, src.name, "x".join(map(str, src.data.shape)), src.data.dtype,
+                         len(plan.level_shapes), plan.chunks, "shards" if plan.sharded else "write blocks",
+                         plan.level_block(0), settings.compressor, version, len(parts),
                          "on the dask cluster" if client is not None else
                          f"{mem.workers} thread(s) of ~{mem.per_worker_mb:.0f} MB, expected peak "
                          f"{mem.expected_peak_mb:.0f} MB (conversion.memory_limit_mb={mem.limit_mb})")
@@ -293,8 +301,10 @@ def _convert_slab(data: da.Array, plan: ImagePlan, arrays: list[Any], offset: tu
                   client: Any, workers: int) -> tuple[int, tuple[Any, ...], QcGraph]:
     """One compute: read the slab once, write every level of it, and reduce its QC statistics."""
     shapes = [(data.shape[0], s[1], data.shape[2], s[3], s[4]) for s in plan.level_shapes]
-    levels = build_pyramid(data, shapes, plan.chunks)
-    graph = qc_graph(levels[0], thumbnail_source(levels, thumb_size))
+    # one task per shard (or tile of whole chunks) per level: read, downsample and write big units of work
+    levels = build_pyramid(data, shapes, [plan.level_block(i) for i in range(len(shapes))])
+    # QC on the Zarr-chunk tiling (views of the blocks), so every path gives the same report
+    graph = qc_graph(levels[0].rechunk(plan.chunks), thumbnail_source(levels, thumb_size))
     stores = [store_level(lvl, arr, offset) for lvl, arr in zip(levels, arrays)]
     written, *computed = _compute(da.stack(stores).sum(), *graph.lazy, client=client, workers=workers)
     return int(written), tuple(computed), graph
