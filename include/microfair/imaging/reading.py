@@ -38,6 +38,9 @@ READER_OPTIONS: dict[str, dict[str, Any]] = {
     # bioio-czi 3.0.1 (aicspylibczi mode): the lazy path copies sample 0 into all three
     # samples of RGB CZIs unless the samples axis "A" is a chunk axis.
     "bioio-czi": {"chunk_dims": ["Y", "X", "A"]},
+    # one plane per chunk (their default is a whole ZYX stack, so memory would grow with the stack)
+    "bioio-ome-tiff": {"chunk_dims": ["Y", "X"]},
+    "bioio-tifffile": {"chunk_dims": ["Y", "X"]},
 }
 
 #: Plugins that must not be picked by extension (they need set-up first; tried last).
