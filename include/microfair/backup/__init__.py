@@ -7,15 +7,18 @@
 
 from microfair.backup.policy import Verdict, backup_status, evaluate_policy, target_health
 from microfair.backup.restic import (
+    CacheFullError,
+    DamagedContent,
     DiskFullError,
     RepositoryUnreachable,
     Restic,
     ResticCredentials,
     ResticError,
+    ResticNotInstalled,
 )
 from microfair.backup.retention import RetentionItem, RetentionReport, run_retention
 from microfair.backup.run import TargetRun, backup_paths, file_credentials, record_kind, restic_for, run_backup
 
-__all__ = ["DiskFullError", "RepositoryUnreachable", "Restic", "ResticCredentials", "ResticError", "RetentionItem",
+__all__ = ["CacheFullError", "DamagedContent", "DiskFullError", "ResticNotInstalled", "RepositoryUnreachable", "Restic", "ResticCredentials", "ResticError", "RetentionItem",
            "RetentionReport", "TargetRun", "Verdict", "backup_paths", "backup_status", "evaluate_policy",
            "file_credentials", "record_kind", "restic_for", "run_backup", "run_retention", "target_health"]

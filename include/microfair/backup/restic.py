@@ -19,48 +19,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from microfair.backup.restic_errors import (  # noqa: F401  (re-exported: the client's errors)
+    CacheFullError,
+    DamagedContent,
+    DiskFullError,
+    RepositoryUnreachable,
+    ResticError,
+    ResticNotInstalled,
+    failure,
+)
+
 log = logging.getLogger(__name__)
 
 _HEX64 = re.compile(r"\b[0-9a-f]{64}\b")
-
-
-class ResticError(RuntimeError):
-    """restic failed; ``reason`` is a one-line explanation a facility manager can act on."""
-
-    def __init__(self, reason: str, *, returncode: int | None = None, stderr: str = "") -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.returncode = returncode
-        self.stderr = stderr
-
-
-class DiskFullError(ResticError):
-    """The target ran out of space: nothing written in this run counts as a copy."""
-
-
-class RepositoryUnreachable(ResticError):
-    """The repository could not be opened (server down, wrong key, wrong path)."""
-
-
-class CacheFullError(ResticError):
-    """The local backup cache (restic's cache and temporary packs) is full; retry once space is freed."""
-
-
-class ResticNotInstalled(ResticError):
-    """The restic executable is not on this machine."""
-
-
-class DamagedContent(ResticError):
-    """restic could not read stored content back (MAC or hash mismatch); ``blobs`` names what failed."""
-
-    def __init__(self, reason: str, *, blobs: tuple[str, ...] = (), **kw: Any) -> None:
-        super().__init__(reason, **kw)
-        self.blobs = blobs
-
-
-_DAMAGE_MARKERS = ("ciphertext verification failed", "decrypting blob", "hash does not match",
-                   "pack id does not match", "unexpected eof")
-_BLOB_FAILED = re.compile(r"blob ([0-9a-f]{64})")
 _PACK_OF = re.compile(r"belongs to pack ([0-9a-f]{64})")
 
 
@@ -230,54 +201,7 @@ class Restic:
         return text
 
     def _fail(self, verb: str, rc: int | None, stderr: str) -> ResticError:
-        stderr = self.scrub(stderr)
-        lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-        msgs: list[str] = []
-        for ln in lines:
-            if ln.startswith("{"):
-                try:
-                    obj = json.loads(ln)
-                except ValueError:
-                    obj = None
-                if isinstance(obj, dict):
-                    err = obj.get("error")
-                    ln = (err.get("message") if isinstance(err, dict) else err) or obj.get("message") or ln
-                    if obj.get("item"):
-                        ln = f"{obj['item']}: {ln}"
-            msgs.append(str(ln))
-        fatal = [m for m in msgs if m.startswith("Fatal:")] or msgs[-3:] or [f"exit status {rc}"]
-        text = " | ".join(dict.fromkeys(fatal))
-        low = stderr.lower()
-        full_lines = [ln for ln in lines if "no space left on device" in ln.lower() or "disk quota" in ln.lower()]
-        repo_paths = [self.repository, os.path.realpath(self.repository)] if self.repository_is_local() else []
-        on_repo = any(p.rstrip(os.sep) + os.sep in ln for ln in full_lines for p in repo_paths)
-        local_roots = [p for p in (self.cache_dir, self.temp_dir) if p]
-        local = not on_repo and any("restic-temp-pack" in ln or any(r.rstrip(os.sep) + os.sep in ln
-                                                                   for r in local_roots) for ln in full_lines)
-        if local:
-            removed = self.remove_partials()
-            where = self.cache_dir or os.environ.get("TMPDIR") or "/tmp"
-            return CacheFullError(f"target {self.label}: the local backup cache {where} is full (no space left on "
-                                  f"device while {verb}; {len(removed)} partial file(s) removed): free space there "
-                                  "or point backup.cache_dir at a larger volume, then retry",
-                                  returncode=rc, stderr=stderr)
-        if full_lines:
-            return DiskFullError(f"target {self.label}: disk full on the repository ({verb} failed: {text})",
-                                 returncode=rc, stderr=stderr)
-        if any(s in low for s in ("unable to open repository", "unable to open config file",
-                                  "connection refused", "ssh command exited", "no route to host",
-                                  "host key verification failed", "permission denied (publickey")):
-            ssh_lines = [m for m in msgs if not m.startswith("Fatal:")][-2:]
-            detail = " | ".join(dict.fromkeys(ssh_lines + fatal))
-            return RepositoryUnreachable(f"target {self.label}: repository {self.repository} unreachable ({detail})",
-                                         returncode=rc, stderr=stderr)
-        if "wrong password" in low:
-            return ResticError(f"target {self.label}: wrong repository password", returncode=rc, stderr=stderr)
-        if any(m in low for m in _DAMAGE_MARKERS):
-            blobs = tuple(dict.fromkeys(_BLOB_FAILED.findall(stderr)))
-            return DamagedContent(f"target {self.label}: damaged content in the repository ({verb}: {text})",
-                                  blobs=blobs, returncode=rc, stderr=stderr)
-        return ResticError(f"target {self.label}: restic {verb} failed: {text}", returncode=rc, stderr=stderr)
+        return failure(self, verb, rc, stderr)
 
     def repository_is_local(self) -> bool:
         return "://" not in self.repository and ":" not in self.repository.split("/", 1)[0]
