@@ -256,3 +256,16 @@ def test_damaged_paths_map_to_every_dataset_with_content_there(facility_config, 
     touched = datasets_touched(ledger, ledger.datasets(), {zarr_chunk, record_b, "/elsewhere/x"})
     assert touched == {a: [zarr_chunk], b: [record_b]}
     assert datasets_touched(ledger, ledger.datasets(), {raw_c}) == {c: [raw_c]}
+
+
+def test_backup_task_without_restic_fails_at_once_with_the_reason(facility_config, ledger, monkeypatch, tmp_path):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from microfair_airflow.operators.backup import BackupTargetOperator
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # a PATH without restic
+    seed_dataset(facility_config, ledger, "A")
+    op = BackupTargetOperator(task_id="backup_target", target_name="second-disk",
+                              config_path=str(tmp_path / "facility" / "microfair.yaml"))
+    with pytest.raises(AirflowFailException, match=r"restic is not installed \(apt-get install restic\)"):
+        op.execute({})  # a failure that retries cannot fix: no retry

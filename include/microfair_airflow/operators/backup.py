@@ -31,9 +31,9 @@ class BackupTargetOperator(BaseOperator):
         self.config_path = config_path
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowException
+        from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-        from microfair.backup import ResticError, run_backup
+        from microfair.backup import ResticError, ResticNotInstalled, run_backup
         from microfair_airflow.common import facility, run_context
         from microfair_airflow.hooks.restic import ResticHook
 
@@ -46,8 +46,11 @@ class BackupTargetOperator(BaseOperator):
         try:
             result = run_backup(cfg, ledger, target.name, credentials=hook.get_credentials(target),
                                 ctx=run_context(context), full=full)
+        except ResticNotInstalled as exc:  # retrying will not install it
+            raise AirflowFailException(exc.reason) from None
         except ResticError as exc:
-            # The reason is in the ledger too; the copies on this target no longer count.
+            # The reason is in the ledger too; the copies on this target no longer count. A full backup
+            # cache, a server that is down… are retried (the task's retries).
             raise AirflowException(exc.reason) from None
         log.info("target %s: %s; %d bytes added, dedup x%.1f, %.1f s, %d dataset(s) verified",
                  target.name, result.state, result.bytes_added, result.dedup_ratio, result.duration_s,
