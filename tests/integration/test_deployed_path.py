@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 
 from microfair.config import init_local_config, load_config
@@ -127,8 +128,9 @@ def test_a_convert_failure_before_the_domain_code_is_visible(stack, facility):
     # `microfair status` lists it
     problems = {p["uid"]: p for p in ledger.summary()["problems"]}
     assert ds.uid in problems and "convert" in problems[ds.uid]["reason"], problems
-    # the dashboard's Failures, through the API server with the same token the UI's cookie carries
-    page = stack.get("/microfair/")
+    # the dashboard's Failures, through the API server, logged in as the UI is (its session cookie)
+    cookies = {c["name"]: c["value"] for c in stack.browser_cookies()}
+    page = requests.get(f"{stack.url}/microfair/", cookies=cookies, timeout=60)
     assert page.status_code == 200, page.text[:500]
     failures = page.text.split('data-testid="failures"', 1)[1].split("</table>", 1)[0]
     assert ds.name in failures or ds.uid in failures, failures[:3000]

@@ -61,6 +61,12 @@ class LocalAirflow:
             self._token = r.json()["access_token"]
         return self._token
 
+    def browser_cookies(self) -> list[dict[str, str]]:
+        """The Airflow UI's login cookie for a browser context (Playwright ``context.add_cookies(...)``)."""
+        from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN
+
+        return [{"name": COOKIE_NAME_JWT_TOKEN, "value": self.token(), "url": self.url}]
+
     def request(self, method: str, path: str, **kw: Any) -> requests.Response:
         """``path`` below the server root (``/api/v2/...``, ``/microfair/...``), with the bearer token."""
         for fresh in (False, True):  # one retry with a new token when it expired on a slow machine
