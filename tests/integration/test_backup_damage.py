@@ -32,13 +32,14 @@ def _backup_all(cfg, ledger, **kw):
 
 
 def _corrupt(pack: Path, every: int = 32_768) -> None:
-    """Overwrite a few bytes every ``every`` bytes: every blob in the pack is damaged."""
+    """Overwrite a few bytes every ``every`` bytes, and in the pack's header at its end: every blob is
+    damaged, and the pack can no longer list its own content (``restic find --pack`` fails)."""
     pack.chmod(0o644)
     size = pack.stat().st_size
     with open(pack, "r+b") as f:
-        for pos in range(min(every // 2, size // 2), size - 64, every):
+        for pos in [*range(min(every // 2, size // 2), size - 64, every), size - 40]:
             f.seek(pos)
-            f.write(b"\x00CORRUPTED\x00" * 4)
+            f.write(b"\x00CORRUPTED\x00" * (4 if pos < size - 64 else 2))
 
 
 def test_retention_frees_nothing_when_one_repository_is_corrupt_and_the_other_gone(facility_config, ledger):

@@ -291,3 +291,41 @@ def test_backup_task_without_restic_fails_at_once_with_the_reason(facility_confi
                               config_path=str(tmp_path / "facility" / "microfair.yaml"))
     with pytest.raises(AirflowFailException, match=r"restic is not installed \(apt-get install restic\)"):
         op.execute({})  # a failure that retries cannot fix: no retry
+
+
+class _IndexOnlyRestic:
+    """A restic whose damaged pack header is unreadable: find --pack fails, the index still answers."""
+
+    label = "disk"
+
+    def __init__(self, index: dict[str, set[str]], files: dict[str, set[str]], fail_index: bool = False):
+        self.index, self.files, self.fail_index = index, files, fail_index
+
+    def packs_of_blobs(self, blobs):
+        return {p for p, bs in self.index.items() if bs & set(blobs)}
+
+    def blobs_in_packs(self, packs):
+        from microfair.backup.restic import ResticError
+
+        if self.fail_index:
+            raise ResticError("index unreadable")
+        return set().union(*(self.index[p] for p in packs))
+
+    def paths_of_blobs(self, blobs):
+        return {path for path, bs in self.files.items() if bs & set(blobs)}
+
+    def paths_in_packs(self, packs):
+        from microfair.backup.restic import DamagedContent
+
+        raise DamagedContent("ciphertext verification failed")
+
+
+def test_damage_is_traced_through_the_index_when_the_pack_header_is_unreadable():
+    from microfair.backup.damage import trace
+
+    index = {"p1": {"b1", "b2", "b3"}, "p2": {"b4"}}
+    files = {"/raw/a": {"b1"}, "/raw/b": {"b2", "b4"}, "/raw/c": {"b3"}, "/raw/d": {"b4"}}
+    damage = trace(_IndexOnlyRestic(index, files), set(), {"b2"})  # a restore could not decrypt b2
+    assert damage.packs == {"p1"} and damage.paths == {"/raw/a", "/raw/b", "/raw/c"} and not damage.untraced
+    broken = trace(_IndexOnlyRestic(index, files, fail_index=True), {"p1"}, set())
+    assert broken.untraced and not broken.paths  # reported as untraced, which downgrades the whole target

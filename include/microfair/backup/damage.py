@@ -2,8 +2,10 @@
 
 Damage is reported two ways: ``restic check`` names damaged packs, and a restore
 (``restic dump``) names the blob it could not decrypt. A blob is mapped to its pack with
-``restic find --show-pack-id --blob``; a pack to every file (in any snapshot) with a blob
-in it with ``restic find --pack``. A file belongs to a dataset when it is the dataset's raw
+``restic find --show-pack-id --blob``; a pack to all its blobs through the index
+(``restic cat index``: a damaged pack's own header may be unreadable, which makes
+``restic find --pack`` fail), and the blobs to every file (in any snapshot) that holds
+one of them with ``restic find --blob``. A file belongs to a dataset when it is the dataset's raw
 file, lies inside its OME-Zarr, or is one of its catalogued files (records, reports).
 Deduplication means one damaged blob can hit several datasets: all of them are returned.
 """
@@ -36,7 +38,7 @@ class Damage:
         return ", ".join(sorted(p[:12] for p in self.packs)) or "unknown pack"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"packs": sorted(self.packs), "blobs": sorted(self.blobs), "paths": len(self.paths),
+        return {"packs": sorted(self.packs), "blobs": len(self.blobs), "paths": len(self.paths),
                 "datasets": sorted(self.datasets), "untraced": self.untraced}
 
 
@@ -57,9 +59,21 @@ def trace(restic: Restic, packs: set[str], blobs: set[str]) -> Damage:
             damage.untraced.append(f"find --blob failed: {exc.reason}")
     if damage.packs:
         try:
+            damage.blobs |= restic.blobs_in_packs(sorted(damage.packs))
+        except ResticError as exc:
+            damage.untraced.append(f"reading the index failed: {exc.reason}")
+    if damage.blobs:
+        try:
+            damage.paths = restic.paths_of_blobs(sorted(damage.blobs))
+        except ResticError as exc:
+            damage.untraced.append(f"find --blob failed: {exc.reason}")
+    if damage.packs and not damage.paths:  # nothing from the index: ask the packs themselves
+        try:
             damage.paths = restic.paths_in_packs(sorted(damage.packs))
         except ResticError as exc:
             damage.untraced.append(f"find --pack failed: {exc.reason}")
+    for why in damage.untraced:
+        log.error("damage tracing incomplete: %s", why)
     return damage
 
 

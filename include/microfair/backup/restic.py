@@ -98,6 +98,22 @@ class CheckResult:
     read_data_subset: str | None
 
 
+def _paths(out: str) -> set[str]:
+    """The ``path`` of each object ``restic find --json`` printed (one or more JSON arrays)."""
+    found: set[str] = set()
+    start = out.find("[")
+    if start < 0:
+        return found
+    try:
+        for obj in json.loads(out[start:]):
+            if obj.get("path"):
+                found.add(obj["path"])
+    except ValueError:
+        for m in re.finditer(r'"path":"([^"]+)"', out):
+            found.add(m.group(1))
+    return found
+
+
 def _split_sftp(repository: str) -> tuple[str, str]:
     """``sftp:user@host:/path`` → (``user@host``, ``/path``)."""
     rest = repository[len("sftp:"):]
@@ -322,22 +338,11 @@ class Restic:
         return CheckResult(False, tuple(packs), errors, read_data_subset)
 
     def paths_in_packs(self, pack_ids: list[str]) -> set[str]:
-        """Every file path (in any snapshot) with content in one of these packs."""
+        """Every file path (in any snapshot) with content in one of these packs (``find --pack``; reads pack headers)."""
         if not pack_ids:
             return set()
         out, _, _ = self.run("find", "--json", "--pack", *pack_ids)
-        found: set[str] = set()
-        start = out.find("[")
-        if start < 0:
-            return found
-        try:
-            for obj in json.loads(out[start:]):
-                if obj.get("path"):
-                    found.add(obj["path"])
-        except ValueError:
-            for m in re.finditer(r'"path":"([^"]+)"', out):
-                found.add(m.group(1))
-        return found
+        return _paths(out)
 
     def packs_of_blobs(self, blob_ids: list[str]) -> set[str]:
         """The packs that hold these blobs (``restic find --show-pack-id --blob``)."""
@@ -345,6 +350,35 @@ class Restic:
             return set()
         out, err, _ = self.run("find", "--show-pack-id", "--blob", *blob_ids, ok_codes=(0, 1))
         return set(_PACK_OF.findall(out + "\n" + err))
+
+    def blobs_in_packs(self, pack_ids: list[str]) -> set[str]:
+        """Every blob the index places in these packs (``restic list index`` + ``cat index``).
+
+        Read from the index, not from the packs: a damaged pack header cannot be read, and
+        ``restic find --pack`` (which reads it) then fails.
+        """
+        wanted = set(pack_ids)
+        found: set[str] = set()
+        if not wanted:
+            return found
+        out, _, _ = self.run("list", "index")
+        for index_id in [ln.strip() for ln in out.splitlines() if _HEX64.fullmatch(ln.strip())]:
+            text, _, _ = self.run("cat", "index", index_id)
+            try:
+                index = json.loads(text)
+            except ValueError:
+                continue
+            for pack in index.get("packs") or []:
+                if pack.get("id") in wanted:
+                    found.update(b["id"] for b in pack.get("blobs") or [] if b.get("id"))
+        return found
+
+    def paths_of_blobs(self, blob_ids: list[str]) -> set[str]:
+        """Every file path (in any snapshot) whose content includes one of these blobs (``find --blob``)."""
+        if not blob_ids:
+            return set()
+        out, _, _ = self.run("find", "--json", "--blob", *blob_ids)
+        return _paths(out)
 
     def open(self) -> None:
         """Prove the repository exists and opens with our key (``restic cat config``); raises otherwise."""

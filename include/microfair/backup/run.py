@@ -215,8 +215,10 @@ def _mark_damaged(records: dict[str, dict[str, Any]], damage: Damage) -> None:
         rec = records.get(uid)
         if rec is None:
             continue
-        rec.update(verified=False, damaged_paths=paths[:20],
-                   reason=f"content in a damaged pack ({damage.label()}): restore to verify after repair")
+        why = (f"damaged pack(s) ({damage.label()}) could not be traced to datasets ({damage.untraced[0]})"
+               if damage.untraced and not paths else
+               f"content in a damaged pack ({damage.label()}): restore to verify after repair")
+        rec.update(verified=False, damaged_paths=paths[:20], reason=why)
 
 
 def run_backup(cfg: FacilityConfig, ledger: Ledger, target_name: str, *,
@@ -347,6 +349,8 @@ def _trace_damage(restic: Restic, ledger: Ledger, datasets: list[Any], check: Ch
         return Damage()
     damage = trace(restic, set(check.damaged_packs), blobs)
     damage.datasets = datasets_touched(ledger, datasets, damage.paths)
+    if damage.untraced:  # damage we cannot trace: nothing on this target counts until it is repaired
+        damage.datasets = {uid: damage.datasets.get(uid, []) for uid in records}
     _mark_damaged(records, damage)
     result.damage = damage.to_dict()
     log.error("target %s: damaged pack(s) %s hold content of %d dataset(s): %s", result.target,
