@@ -1,13 +1,15 @@
 """A real Airflow 3 API server over a real ingest and a seeded ledger, for the dashboard's browser and HTTP tests.
 
-* its own ``AIRFLOW_HOME`` (SQLite) in a temporary folder, ``airflow db migrate`` first;
+* its own ``AIRFLOW_HOME`` (SQLite) in a temporary folder, with a copy of the session's migrated metadata DB
+  (:func:`tests.support.airflow_db.migrated_db`: ``airflow db migrate`` runs once per test process);
 * SimpleAuthManager with an ``admin`` and a ``viewer`` (known passwords, in a users file);
 * a tiny DAG whose mapped task fails at map index 1 and writes its ledger events with
   the task instance's ``dag_id / run_id / task_id / map_index`` (run by ``airflow dags test``);
 * the ledger seeded with synthetic datasets besides, then (``real_ingest=True``) a few synthetic
   acquisitions taken through the real ingest functions (:mod:`tests.support.real_ingest`):
   one reaches QC with thumbnails, one is flagged for its name, two are quarantined;
-* ``airflow api-server`` on a free port with ``AIRFLOW__API__BASE_URL`` to match.
+* ``airflow api-server`` on a free port with ``AIRFLOW__API__BASE_URL`` to match;
+* ``extra_env`` on top (e.g. ``AIRFLOW__CORE__TEST_CONNECTION``), for every Airflow command and the server.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from microfair.airflow_env import REPO, airflow_env
 from microfair.config import init_local_config, load_config
 from microfair.ledger import Ledger
 from microfair.monitor.seed import seed_ledger
+from tests.support.airflow_db import migrated_db
 
 DAG_ID = "microfair_test_rerun"
 FAILED_MAP_INDEX = 1
@@ -138,7 +141,8 @@ def _run(cmd: list[str], env: dict[str, str], log: Path, timeout: int = 600) -> 
 
 
 def start_stack(root: Path, *, n_datasets: int = 120, events_per_dataset: int = 8,
-                refresh_seconds: int = 2, real_ingest: bool = False) -> AirflowStack:
+                refresh_seconds: int = 2, real_ingest: bool = False,
+                extra_env: dict[str, str] | None = None) -> AirflowStack:
     root.mkdir(parents=True, exist_ok=True)
     config_path = init_local_config(root / "facility", ("zeiss-lsm980", "leica-sp8"))
     cfg = yaml.safe_load(config_path.read_text())
@@ -172,6 +176,7 @@ def start_stack(root: Path, *, n_datasets: int = 120, events_per_dataset: int = 
                                                   "login": "rods", "password": IRODS_PASSWORD,
                                                   "extra": {"zone": "tempZone"}}),
         "PYTHONPATH": os.pathsep.join([str(REPO / "include"), str(REPO / "plugins"), os.environ.get("PYTHONPATH", "")]),
+        **(extra_env or {}),
     })
     # The seeded history first, so the test DAG's datasets are the newest.
     ledger = Ledger(load_config(config_path).ledger.url)
@@ -182,9 +187,9 @@ def start_stack(root: Path, *, n_datasets: int = 120, events_per_dataset: int = 
 
         ingested = ingest_samples(load_config(config_path), ledger)
     airflow = [sys.executable, "-m", "airflow"]
-    if _run(airflow + ["db", "migrate"], env, root / "db-migrate.log").returncode != 0:
-        raise RuntimeError(f"airflow db migrate failed; see {root / 'db-migrate.log'}")
-    _run(airflow + ["dags", "reserialize"], env, root / "reserialize.log")
+    migrated_db(home)
+    # `dags test` writes the DAGs of its bundle to the metadata DB itself (as `dags reserialize` would), so
+    # the API server knows the test DAG and its run.
     test = _run(airflow + ["dags", "test", DAG_ID], env, root / "dags-test.log")
     stack = AirflowStack(home, port, env, config_path, ingested=ingested)
     events = [e for e in ledger.events(stage="collect") if e.dag_id == DAG_ID and e.state == "failed"]

@@ -1,4 +1,12 @@
-"""Fixtures for the dashboard's browser test: one real Airflow API server and Debian's Chromium."""
+"""Fixtures for the browser tests: ONE real Airflow API server and ONE Debian Chromium for the whole package.
+
+Both modules (the dashboard, and the connection form of our provider) use the same ``stack``: the real ingest
+and the seeded ledger are done once, before the server starts, and the server has the connection form's
+Test button enabled (``[core] test_connection = Enabled``) and the iRODS stand-in's zone file set. The modules
+touch disjoint things (the form makes connections ``irods_form``/``irods_dead``; the dashboard reads
+``irods_default`` and its ledger), so they may share it. Package scope: the server stops after the last
+browser test, not at the end of the whole suite.
+"""
 
 from __future__ import annotations
 
@@ -21,20 +29,24 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-c
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def stack(tmp_path_factory) -> Iterator[AirflowStack]:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "plugins" / "microfair_dashboard"))
     import build_assets  # the same step as `make demo` and CI; a no-op when already built
 
     build_assets.build()
-    s = start_stack(tmp_path_factory.mktemp("dashboard"), real_ingest=True)
+    root = tmp_path_factory.mktemp("browser")
+    s = start_stack(root, real_ingest=True, extra_env={
+        "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",  # the connection form's Test button
+        "MICROFAIR_IRODS_STANDIN_STATE": str(root / "irods-zone.pickle"),  # the stand-in session's zone
+    })
     try:
         yield s
     finally:
         s.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def browser():
     if not Path(CHROMIUM).exists() and not shutil.which(CHROMIUM):
         if os.environ.get("CI"):

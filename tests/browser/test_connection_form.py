@@ -1,10 +1,10 @@
 """The iRODS connection type of microfair's Airflow provider, in Airflow's own UI and REST API.
 
-A real ``airflow api-server`` (``[core] test_connection = Enabled``), Debian's Chromium: log in, open
-Admin > Connections, create an iRODS connection in the form our provider declares (relabelled fields,
-the "Session factory" extra), press its Test button and read Airflow's verdict; then a connection with a
-bad value and its failure. The same through ``POST /api/v2/connections/test``. The session factory
-``standin`` is the package's recording iRODS stand-in; its zone lives in a file this test names.
+The browser package's one real ``airflow api-server`` (tests/browser/conftest.py, shared with the dashboard's
+test; ``[core] test_connection = Enabled``), Debian's Chromium: log in, open Admin > Connections, create an
+iRODS connection in the form our provider declares (relabelled fields, the "Session factory" extra), press its
+Test button and read Airflow's verdict; then a connection with a bad value and its failure. The same through ``POST /api/v2/connections/test``. The session factory
+``standin`` is the package's recording iRODS stand-in; its zone lives in the file the shared stack names.
 """
 
 from __future__ import annotations
@@ -12,31 +12,16 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from collections.abc import Iterator
 
 import pytest
 
-from airflow_stack import PASSWORDS, AirflowStack, free_port, start_stack
+from airflow_stack import PASSWORDS, AirflowStack, free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 TIMEOUT_MS = 30_000
 #: The password typed into the form: no page, toast or API answer may show it.
 FORM_PASSWORD = "irods-form-" + secrets.token_urlsafe(10)
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory) -> Iterator[AirflowStack]:
-    """A small stack of its own: the Test button enabled, the stand-in's zone file set for the server."""
-    root = tmp_path_factory.mktemp("connections")
-    with pytest.MonkeyPatch.context() as mp:  # start_stack passes this process's environment on
-        mp.setenv("AIRFLOW__CORE__TEST_CONNECTION", "Enabled")
-        mp.setenv("MICROFAIR_IRODS_STANDIN_STATE", str(root / "irods-zone.pickle"))
-        s = start_stack(root, n_datasets=4, events_per_dataset=2)
-    try:
-        yield s
-    finally:
-        s.stop()
 
 
 @pytest.fixture(scope="module")
