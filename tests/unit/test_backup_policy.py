@@ -264,7 +264,8 @@ def test_damaged_content_names_the_blob_and_a_full_cache_is_not_a_full_repositor
                                 "no space left on device")
     assert isinstance(full, CacheFullError) and not isinstance(full, DiskFullError)
     assert "backup cache" in str(full) and "retry" in str(full) and not any(tmp.iterdir())
-    repo_full = r._fail("backup", 1, "Fatal: unable to save snapshot: write /srv/repo/data/ab/x: no space left on device")
+    repo_full = r._fail("backup", 1,
+                        "Fatal: unable to save snapshot: write /srv/repo/data/ab/x: no space left on device")
     assert isinstance(repo_full, DiskFullError) and "disk full on the repository" in str(repo_full)
 
 

@@ -224,7 +224,8 @@ def test_with_a_spare_target_the_remaining_checked_copies_still_count(facility_c
 
 
 @pytest.mark.parametrize("check, hours_ago, parts", [
-    ({"ok": False, "damaged_packs": ["ab" * 32]}, 1, ["most recent restic check", "failed (damaged packs: abababababab)"]),
+    ({"ok": False, "damaged_packs": ["ab" * 32]}, 1,
+     ["most recent restic check", "failed (damaged packs: abababababab)"]),
     ({"ok": True}, 49, ["most recent restic check", "is older than 48 h"]),
     (None, 1, ["no restic check recorded"]),
 ])

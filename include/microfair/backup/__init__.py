@@ -19,6 +19,7 @@ from microfair.backup.restic import (
 from microfair.backup.retention import RetentionItem, RetentionReport, run_retention
 from microfair.backup.run import TargetRun, backup_paths, file_credentials, record_kind, restic_for, run_backup
 
-__all__ = ["CacheFullError", "DamagedContent", "DiskFullError", "ResticNotInstalled", "RepositoryUnreachable", "Restic", "ResticCredentials", "ResticError", "RetentionItem",
+__all__ = ["CacheFullError", "DamagedContent", "DiskFullError", "ResticNotInstalled", "RepositoryUnreachable",
+           "Restic", "ResticCredentials", "ResticError", "RetentionItem",
            "RetentionReport", "TargetRun", "Verdict", "backup_paths", "backup_status", "evaluate_policy",
            "file_credentials", "record_kind", "restic_for", "run_backup", "run_retention", "target_health"]

@@ -338,7 +338,7 @@ class Restic:
         return CheckResult(False, tuple(packs), errors, read_data_subset)
 
     def paths_in_packs(self, pack_ids: list[str]) -> set[str]:
-        """Every file path (in any snapshot) with content in one of these packs (``find --pack``; reads pack headers)."""
+        """Every file path (any snapshot) with content in these packs (``find --pack``: reads the pack headers)."""
         if not pack_ids:
             return set()
         out, _, _ = self.run("find", "--json", "--pack", *pack_ids)

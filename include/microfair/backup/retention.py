@@ -326,7 +326,8 @@ def _decide(cfg: FacilityConfig, ledger: Ledger, ds: Any, item: RetentionItem, h
                    "checked": [c.to_dict() for c in checks.values()]}
         ledger.audit(actor, ACTION, ds.uid, details)
         ledger.put_record(ds.uid, RECORD, {**details, "deleted_at": now.isoformat(), "actor": actor})
-        item.action, item.reason = "deleted", f"{copies} copies checked now on {media} (snapshots {_snapshots(snapshots)})"
+        item.action = "deleted"
+        item.reason = f"{copies} copies checked now on {media} (snapshots {_snapshots(snapshots)})"
     _cleanup_folders(cfg, root, parts)
 
 
