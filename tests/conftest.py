@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from microfair.airflow_env import airflow_env
 from microfair.config import FacilityConfig, init_local_config, load_config
 from microfair.ledger import Ledger
 
@@ -47,9 +44,10 @@ def testdata() -> Path:
 
 @pytest.fixture(scope="module")
 def airflow_home(tmp_path_factory) -> Path:
-    """An isolated Airflow home with a migrated SQLite metadata database, one per test module."""
+    """An isolated Airflow home with a migrated SQLite metadata database, one per test module
+    (a copy of the one ``airflow db migrate`` makes once per session: :mod:`tests.support.airflow_db`)."""
+    from tests.support.airflow_db import migrated_db
+
     home = tmp_path_factory.mktemp("airflow")
-    env = airflow_env(home, home / "unused.yaml")
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True,
-                   capture_output=True, cwd=REPO)
+    migrated_db(home)
     return home

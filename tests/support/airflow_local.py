@@ -31,6 +31,7 @@ from typing import Any
 import requests
 
 from microfair.airflow_env import REPO, airflow_env
+from tests.support.airflow_db import migrated_db
 from tests.support.services import Service, free_port, wait_for
 
 USER = "microfair"
@@ -142,7 +143,8 @@ def local_env(home: Path, config: Path, port: int, extra: dict[str, str] | None 
 
 @contextmanager
 def local_airflow(root: Path, config: Path, *, extra_env: dict[str, str] | None = None) -> Iterator[LocalAirflow]:
-    """Migrate a fresh metadata DB under ``root``, start the three services, yield the running stack."""
+    """A fresh metadata DB under ``root`` (a copy of the session's migrated one), start the three services,
+    yield the running stack."""
     logs = root / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     home = root / "airflow"
@@ -151,11 +153,12 @@ def local_airflow(root: Path, config: Path, *, extra_env: dict[str, str] | None 
     password = "pw-" + secrets.token_urlsafe(12)
     Path(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]).write_text(json.dumps({USER: password}))
     airflow = [sys.executable, "-m", "airflow"]
-    for name, cmd in (("airflow-db-migrate", [*airflow, "db", "migrate"]),
-                      ("microfair-status", [str(Path(sys.executable).parent / "microfair"), "status"])):
-        proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=900)
-        (logs / f"{name}.log").write_text(proc.stdout + proc.stderr)
-        assert proc.returncode == 0, f"{name} failed:\n{(proc.stdout + proc.stderr)[-4000:]}"
+    migrated_db(home)  # what `airflow db migrate` leaves, made once per test process
+    # the ledger's tables, as the deployment's first `microfair status` makes them
+    proc = subprocess.run([str(Path(sys.executable).parent / "microfair"), "status"], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=900)
+    (logs / "microfair-status.log").write_text(proc.stdout + proc.stderr)
+    assert proc.returncode == 0, f"microfair status failed:\n{(proc.stdout + proc.stderr)[-4000:]}"
     services = [
         Service("api-server", [*airflow, "api-server", "--port", str(port)], env, logs / "api-server.log"),
         Service("scheduler", [*airflow, "scheduler"], env, logs / "scheduler.log"),
