@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import dask
 import dask.array as da
 import numpy as np
 import pytest
@@ -316,3 +317,22 @@ def test_sharded_output_opens_in_ome_zarr_py(tmp_path):
     for theirs, ours in zip(pyramid, mine):
         np.testing.assert_array_equal(np.asarray(theirs), ours)
     np.testing.assert_array_equal(np.asarray(pyramid[0])[0], data)
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "float32"])
+def test_qc_of_big_blocks_equals_qc_of_chunk_tiles(dtype):
+    """One QC task per write block gives the numbers of the per-tile QC graph (odd edges, several blocks)."""
+    from microfair.convert.qcblocks import block_qc_graph
+    from microfair.qc.reduce import qc_graph
+
+    data = textured_stack((2, 3, 150, 170), dtype=dtype, seed=13)[None]  # (T, C, Z, Y, X)
+    blocks = da.from_array(data, chunks=(1, 1, 1, 64, 128))  # 2 x 4 tiles of 32 per block, edge blocks partial
+    tiles = blocks.rechunk((1, 1, 1, 32, 32))
+    thumb = blocks[..., ::4, ::4]
+    ours = dask.compute(*block_qc_graph(blocks, thumb, 32).lazy)
+    theirs = dask.compute(*qc_graph(tiles, thumb).lazy)
+    np.testing.assert_array_equal(ours[0], theirs[0])  # histograms and counts: exact
+    for a, b in zip(ours[1:], theirs[1:]):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    with pytest.raises(ValueError, match="whole 32 x 32 tiles"):
+        block_qc_graph(da.from_array(data, chunks=(1, 1, 1, 48, 48)), thumb, 32)

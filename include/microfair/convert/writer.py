@@ -37,11 +37,12 @@ from microfair.publish import publish_dir
 from microfair.convert.guard import watch_reader_warnings
 from microfair.convert.layout import ChannelPlan, ImagePlan, default_window, group_attributes, validate, write_container, write_image
 from microfair.convert.memory import memory_plan
+from microfair.convert.qcblocks import block_qc_graph
 from microfair.convert.pyramid import build_pyramid, level_shapes, thumbnail_source
 from microfair.convert.slabs import combine_qc, slabs
 from microfair.convert.source import SceneSource, scene_count, scene_source
 from microfair.qc.bitdepth import significant_bits_of_scene
-from microfair.qc.reduce import QcGraph, qc_graph, scene_qc
+from microfair.qc.reduce import QcGraph, scene_qc
 from microfair.qc.report import QcReport, SceneQc
 
 log = logging.getLogger(__name__)
@@ -303,8 +304,8 @@ def _convert_slab(data: da.Array, plan: ImagePlan, arrays: list[Any], offset: tu
     shapes = [(data.shape[0], s[1], data.shape[2], s[3], s[4]) for s in plan.level_shapes]
     # one task per shard (or tile of whole chunks) per level: read, downsample and write big units of work
     levels = build_pyramid(data, shapes, [plan.level_block(i) for i in range(len(shapes))])
-    # QC on the Zarr-chunk tiling (views of the blocks), so every path gives the same report
-    graph = qc_graph(levels[0].rechunk(plan.chunks), thumbnail_source(levels, thumb_size))
+    # QC on the Zarr-chunk tiling, so every path gives the same report; one task per block, not per tile
+    graph = block_qc_graph(levels[0], thumbnail_source(levels, thumb_size), plan.chunks[-1])
     stores = [store_level(lvl, arr, offset) for lvl, arr in zip(levels, arrays)]
     written, *computed = _compute(da.stack(stores).sum(), *graph.lazy, client=client, workers=workers)
     return int(written), tuple(computed), graph
