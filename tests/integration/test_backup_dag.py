@@ -16,6 +16,7 @@ from test_backup_support import seed_dataset  # noqa: E402
 from microfair.airflow_env import REPO, airflow_env  # noqa: E402
 from microfair.config import init_local_config, load_config  # noqa: E402
 from microfair.ledger import Ledger  # noqa: E402
+from tests.support.airflow_db import migrated_db  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.dag, pytest.mark.slow]
 
@@ -45,9 +46,7 @@ def test_backup_dag_one_task_per_target_and_a_failing_target_blocks_nobody(tmp_p
     ledger = Ledger.from_config(cfg)
     uids = [seed_dataset(cfg, ledger, f"S{i}", age_days=90) for i in range(2)]
     home = tmp_path / "airflow"
-    env = airflow_env(home, config)
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True,
-                   cwd=REPO)
+    migrated_db(home)
 
     result = _run_dag("microfair_backup", home, config)
     states = {(t["task_id"], t["map_index"]): t["state"] for t in result["tasks"]}
