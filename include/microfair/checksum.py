@@ -52,6 +52,10 @@ class StreamingDigest:
         self._pool.shutdown(wait=True)
         return Digest(size=self.size, sha256=self._sha.hexdigest(), blake3=self._b3.hexdigest())
 
+    def close(self) -> None:
+        """Stop the SHA-256 thread of a digest that is abandoned (a failed or restarted copy)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
 
 def digest_file(path: str | os.PathLike[str], *, drop_cache: bool = False) -> Digest:
     """Both digests of a file, read once in CHUNK-sized pieces."""

@@ -151,6 +151,7 @@ def _resume_prefix(src, tmp: Path) -> tuple[int, StreamingDigest]:
         log.warning("partial copy %s does not match its source; restarting the copy", tmp)
         os.truncate(tmp, 0)  # the same (locked) file, emptied
         src.seek(0)
+        digest.close()
         return 0, StreamingDigest()
     return kept, digest
 
@@ -197,7 +198,7 @@ def copy_verified(source: Path, dest: Path, *, tag: str, expect_size: int, expec
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise NotReady(f"{source} is being collected by another worker right now") from None
-        written = 0
+        written, digest = 0, None
         try:
             with open(source, "rb", buffering=0) as src:
                 kept, digest = _resume_prefix(src, tmp)
@@ -211,6 +212,8 @@ def copy_verified(source: Path, dest: Path, *, tag: str, expect_size: int, expec
                     out.flush()
                     os.fsync(out.fileno())
         except OSError as exc:
+            if digest is not None:
+                digest.close()
             if (err := _os_error(exc, dest, "during the copy")) is None:
                 raise
             raise err from exc

@@ -1,7 +1,9 @@
 """Collects in parallel processes: exclusive publication, one winner per raw path, nothing lost.
 
-These start real processes (``multiprocessing``, fork), because races only show there; the files
-are small so the whole module stays well under 30 s on two cores.
+These start real processes (``multiprocessing``), because races only show there; the files are
+small so the whole module stays well under 30 s on two cores. The processes come from a fork
+server (a clean single-threaded parent), never from a fork of the test process: pytest's process
+holds threads (and their locks) by then, and a forked child could hang on one.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from microfair.config import init_local_config, load_config
 from microfair.ledger import Ledger
 from microfair.publish import publish_dir, publish_file
 
-FORK = mp.get_context("fork")
+PROCS = mp.get_context("forkserver")
+PROCS.set_forkserver_preload(["microfair.collect", "microfair.config", "microfair.ledger"])
 
 
 def _sha(p: Path) -> str:
@@ -62,13 +65,12 @@ def test_two_processes_collecting_to_one_raw_path_have_exactly_one_winner(tmp_pa
     ledger = Ledger.from_config(cfg)
     ready = scan(cfg, ledger).ready
     assert len(ready) == 2 * rounds
-    ledger.engine.dispose()  # no connection crosses the fork
-    with FORK.Manager() as manager:
+    with PROCS.Manager() as manager:
         results = manager.dict()
         for r in range(rounds):
             pair = [a for a in ready if f"2024-05-0{r + 1}_" in a.relpath]
-            barrier = FORK.Barrier(2)
-            procs = [FORK.Process(target=_collect_in_child, args=(str(config), a.to_dict(), barrier, results))
+            barrier = PROCS.Barrier(2)
+            procs = [PROCS.Process(target=_collect_in_child, args=(str(config), a.to_dict(), barrier, results))
                      for a in pair]
             for p in procs:
                 p.start()
@@ -98,7 +100,7 @@ def _publish_in_child(tmp: str, dest: str, barrier, results, key: str, folder: b
 
 @pytest.mark.parametrize("folder", [False, True])
 def test_publication_never_replaces_what_another_process_published(tmp_path, folder):
-    with FORK.Manager() as manager:
+    with PROCS.Manager() as manager:
         results = manager.dict()
         for r in range(5):
             dest = tmp_path / f"final-{r}"
@@ -111,8 +113,8 @@ def test_publication_never_replaces_what_another_process_published(tmp_path, fol
                 else:
                     t.write_bytes(f"{i}".encode())
                 tmps.append(t)
-            barrier = FORK.Barrier(2)
-            procs = [FORK.Process(target=_publish_in_child,
+            barrier = PROCS.Barrier(2)
+            procs = [PROCS.Process(target=_publish_in_child,
                                   args=(str(t), str(dest), barrier, results, f"{r}-{i}", folder))
                      for i, t in enumerate(tmps)]
             for p in procs:
@@ -203,24 +205,26 @@ def test_fifty_acquisitions_four_processes_nothing_lost(tmp_path):
     assert len(files) == 50
     stop = threading.Event()
     writer = threading.Thread(target=_grow, args=(growing, stop), daemon=True)
-    with FORK.Pool(4) as pool:  # forked before this process opens the ledger
+    with PROCS.Pool(4) as pool:
         writer.start()
-        ledger = Ledger.from_config(cfg)
-        outcomes: dict[str, list[str]] = {}
-        rounds = 0
-        while True:
-            rounds += 1
-            if rounds == 4:
-                stop.set()  # the acquisition software finishes the growing files
-                writer.join()
-            res = scan(cfg, ledger, settle_up_to=0)
-            if not res.ready and not res.waiting and stop.is_set():
-                break
-            assert rounds < 200, f"still not done after {rounds} scans: {res.waiting[:3]}"
-            ready = sorted(res.ready, key=lambda x: x.relpath)  # the two of a pair side by side
-            for uid, state in pool.map(_collect_one, [(str(config), x.to_dict()) for x in ready], chunksize=1):
-                outcomes.setdefault(uid, []).append(state)
-            time.sleep(0.2)
+        try:
+            ledger = Ledger.from_config(cfg)
+            rounds = 0
+            while True:
+                rounds += 1
+                if rounds == 4:
+                    stop.set()  # the acquisition software finishes the growing files
+                    writer.join()
+                res = scan(cfg, ledger, settle_up_to=0)
+                if not res.ready and not res.waiting and stop.is_set():
+                    break
+                assert rounds < 200, f"still not done after {rounds} scans: {res.waiting[:3]}"
+                ready = sorted(res.ready, key=lambda x: x.relpath)  # the two of a pair side by side
+                pool.map(_collect_one, [(str(config), x.to_dict()) for x in ready], chunksize=1)
+                time.sleep(0.2)
+        finally:
+            stop.set()
+            writer.join()
     datasets = ledger.datasets()
     by_source: dict[str, list] = {}
     for ds in datasets:
