@@ -175,8 +175,8 @@ def copy_verified(source: Path, dest: Path, *, tag: str, expect_size: int, expec
     with the digest taken while copying, made read-only, and only then published at ``dest`` with
     :func:`~microfair.publish.publish_file`, which never replaces anything (:class:`Collision` if
     something is there). :class:`NotReady` when the source changes during the copy,
-    :class:`DestinationFull` when the file system runs out of space (the partial copy is kept so that a
-    retry resumes once space is freed), :class:`Rejected` when the name is too long for the file system.
+    :class:`DestinationFull` when the file system runs out of space (the partial copy is removed, so the
+    space is given back; a copy interrupted by a crash keeps its partial and is resumed), :class:`Rejected` when the name is too long for the file system.
     ``stats`` (optional) receives ``resumed_at`` and ``bytes_written``.
     """
     tmp = dest.with_name(f".{dest.name}.partial-{tag}")
@@ -216,6 +216,8 @@ def copy_verified(source: Path, dest: Path, *, tag: str, expect_size: int, expec
                 digest.close()
             if (err := _os_error(exc, dest, "during the copy")) is None:
                 raise
+            if isinstance(err, DestinationFull):
+                tmp.unlink(missing_ok=True)  # give the space back; the retry copies from the start
             raise err from exc
         if stats is not None:
             stats.update(resumed_at=kept, bytes_written=written)

@@ -236,7 +236,10 @@ def test_destination_full_is_a_clear_retryable_error(facility_config, ledger, mo
     with pytest.raises(DestinationFull, match="ran out of space"):
         collect(facility_config, ledger, acq)
     monkeypatch.undo()
-    assert not destination(facility_config, acq).exists()
+    dest = destination(facility_config, acq)
+    assert not dest.exists()
+    # a full disk leaves nothing behind: no partial copy holding the space that ran out
+    assert not [p for p in dest.parent.iterdir() if ".partial-" in p.name] if dest.parent.exists() else True
     ev = ledger.stage_states(acq.uid)["collect"]
     assert ev.state == "failed" and "DestinationFull" in ev.error
     # space is back: the retry completes
