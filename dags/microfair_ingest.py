@@ -2,6 +2,7 @@
 
 discover ─▶ ingest_acquisition[i]: collect ─▶ validate ─▶ convert ─▶ qc ─▶ report (emits INGESTED)
                                                                   └─▶ all_acquisitions_passed
+landing_zones_mounted (fails the run while a landing zone is missing or unmounted)
 
 Each acquisition runs in its own mapped task-group instance, so one bad file fails
 only its own tasks; the reason is in the task log and in the ledger. ``report`` always runs
@@ -104,7 +105,15 @@ def microfair_ingest():
         print(f"every acquisition of this run reached QC: {n}")
         return n
 
+    @task(retries=0)
+    def landing_zones_mounted() -> int:
+        """Every landing zone is there: a missing or unmounted one fails the run (the others are still ingested)."""
+        from microfair_airflow.common import require_landing_zones
+
+        return require_landing_zones()
+
     done = ingest_acquisition.expand(acquisition=discover())
+    landing_zones_mounted()
     report(done)
     all_acquisitions_passed(done)
 

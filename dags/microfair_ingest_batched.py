@@ -2,6 +2,7 @@
 
 discover ─▶ ingest_batch[i]: collect ─▶ validate ─▶ convert ─▶ qc ─▶ verdict ─▶ report (emits INGESTED)
                                                                               └─▶ all_batches_passed
+landing_zones_mounted (fails the run while a landing zone is missing or unmounted)
 
 Same stages and domain functions as microfair_ingest, but small acquisitions (below
 ``MICROFAIR_BATCH_MAX_MB``, default 64 MB) are grouped ``MICROFAIR_BATCH_SIZE`` (default 50) to one mapped
@@ -160,7 +161,15 @@ def microfair_ingest_batched():
         print(f"every batch passed its verdict: {n} dataset(s) reached QC")
         return n
 
+    @task(retries=0)
+    def landing_zones_mounted() -> int:
+        """Every landing zone is there: a missing or unmounted one fails the run (the others are still ingested)."""
+        from microfair_airflow.common import require_landing_zones
+
+        return require_landing_zones()
+
     batches = discover()
+    landing_zones_mounted()
     verdicts = ingest_batch.expand(batch=batches)
     verdicts >> report(batches)
     all_batches_passed(verdicts)

@@ -203,6 +203,11 @@ def scan(cfg: FacilityConfig, ledger: Ledger, *, now: float | None = None,
     return result
 
 
+def missing_zones(cfg: FacilityConfig) -> list[LandingZone]:
+    """The landing zones whose folder does not exist or is not mounted (their files cannot be seen)."""
+    return [zone for zone in cfg.landing_zones if not zone.path.is_dir()]
+
+
 def _scan_once(cfg: FacilityConfig, ledger: Ledger, now: float | None) -> ScanResult:
     ready: list[Acquisition] = []
     waiting: list[Waiting] = []

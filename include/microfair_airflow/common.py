@@ -140,3 +140,23 @@ def each_dataset(uids: list[str], stage: Any, want: str, context: dict[str, Any]
         else:
             log.warning("%s: ended %s", uid, state)
     return done
+
+
+def require_landing_zones() -> int:
+    """Fail (no retry) when a landing zone is missing or unmounted, naming it; the number of zones otherwise.
+
+    The ingest DAGs run it beside ``discover``, so the other microscopes' acquisitions are still ingested
+    while the run is failed (red) and the dashboard's missing-zone card shows the failed task.
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from microfair.landing import missing_zones
+
+    cfg, _ = facility()
+    missing = missing_zones(cfg)
+    if missing:
+        names = ", ".join(f"{z.microscope} ({z.path})" for z in missing)
+        raise AirflowFailException(f"landing zone(s) missing or not mounted: {names}; "
+                                   "their acquisitions cannot be seen until the folder is back")
+    print(f"all {len(cfg.landing_zones)} landing zone(s) are mounted")
+    return len(cfg.landing_zones)

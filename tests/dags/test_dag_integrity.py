@@ -22,7 +22,8 @@ out = {"errors": {k: str(v) for k, v in bag.import_errors.items()}, "dags": {}}
 for dag_id, dag in bag.dags.items():
     out["dags"][dag_id] = {
         "tags": sorted(dag.tags), "file": dag.fileloc, "max_active_runs": dag.max_active_runs,
-        "tasks": {t.task_id: {"owner": t.owner, "retries": t.retries} for t in dag.tasks},
+        "tasks": {t.task_id: {"owner": t.owner, "retries": t.retries, "upstream": sorted(t.upstream_task_ids),
+                               "downstream": sorted(t.downstream_task_ids)} for t in dag.tasks},
     }
 print("BAG " + json.dumps(out))
 """
@@ -67,7 +68,9 @@ def test_dag_conventions(dagbag, check):
         for task_id, task in dag["tasks"].items():
             if check == "owner":
                 assert task["owner"] == "microfair", (dag_id, task_id)
-            if check == "retries" and task_id != "report" and not dag_id.endswith("_retention"):
+            # report runs once at the end; a missing landing zone must not hold the run (max_active_runs=1) in retries
+            if check == "retries" and task_id not in ("report", "landing_zones_mounted") \
+                    and not dag_id.endswith("_retention"):
                 assert task["retries"] >= 1, (dag_id, task_id)
 
 
@@ -101,3 +104,29 @@ def test_task_side_code_imports_airflow_only_through_the_sdk():
     bad = {str(p.relative_to(REPO)): mods for p in files
            if (mods := [m for m in _airflow_imports(p) if not (m == "airflow.sdk" or m.startswith("airflow.sdk."))])}
     assert bad == {}
+
+
+def test_a_missing_landing_zone_fails_its_own_task_in_both_ingest_dags(dagbag, tmp_path, monkeypatch) -> None:
+    """The other microscopes are still ingested (discover does not fail); ``landing_zones_mounted`` fails the run."""
+    import importlib
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from microfair.config import init_local_config
+    from microfair_airflow import common
+
+    config = init_local_config(tmp_path / "facility")
+    monkeypatch.setenv("MICROFAIR_CONFIG", str(config))
+    monkeypatch.setattr(common, "_cached", importlib.import_module("functools").lru_cache(maxsize=4)(
+        common._cached.__wrapped__))
+    cfg, _ = common.facility()
+    assert common.require_landing_zones() == len(cfg.landing_zones)
+    gone = cfg.landing_zones[0].path
+    gone.rename(tmp_path / "unmounted")
+    with pytest.raises(AirflowFailException, match="missing or not mounted") as err:
+        common.require_landing_zones()
+    assert cfg.landing_zones[0].microscope in str(err.value) and str(gone) in str(err.value)
+    for dag_id in ("microfair_ingest", "microfair_ingest_batched"):
+        task = dagbag["dags"][dag_id]["tasks"]["landing_zones_mounted"]
+        assert task["upstream"] == [] and task["downstream"] == []  # beside discover, blocking nothing
+        assert task["retries"] == 0

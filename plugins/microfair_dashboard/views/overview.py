@@ -17,14 +17,15 @@ from microfair_dashboard.views.common import airflow_states
 
 router = APIRouter()
 log = logging.getLogger(__name__)
-#: The ingest DAGs whose ``discover`` task fails while a landing zone is missing.
+#: The ingest DAGs, and their tasks that fail while a landing zone is missing.
 INGEST_DAGS = ["microfair_ingest", "microfair_ingest_batched"]
+ZONE_TASKS = ["discover", "landing_zones_mounted"]
 
 
 def failed_discover_tasks(api: Any) -> list[dict[str, Any]]:
     """Failed ``discover`` task instances of the last day (asked only while a landing zone is missing)."""
     try:
-        return api.failed_task_instances(INGEST_DAGS, ["discover"], since=datetime.now(timezone.utc) - timedelta(days=1))
+        return api.failed_task_instances(INGEST_DAGS, ZONE_TASKS, since=datetime.now(timezone.utc) - timedelta(days=1))
     except AirflowApiError as exc:
         log.warning("dashboard: failed discover tasks unavailable: %s", exc)
         return []
