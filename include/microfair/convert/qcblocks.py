@@ -13,7 +13,7 @@ import dask.array as da
 import numpy as np
 
 from microfair.qc.metrics import PLANE_FIELDS, KeySpace, channel_block_stats, key_space, plane_block_stats
-from microfair.qc.reduce import SPLIT_EVERY, QcGraph
+from microfair.qc.reduce import SPLIT_EVERY, QcGraph, extrema
 
 
 def _tiles(block: np.ndarray, tile: int):
@@ -57,12 +57,5 @@ def block_qc_graph(level0: da.Array, thumb: da.Array, tile: int) -> QcGraph:
     plane_chunks = (level0.chunks[0], level0.chunks[1], level0.chunks[2], (1,) * nby, (1,) * nbx, (PLANE_FIELDS,))
     plane = level0.map_blocks(_plane_block, tile=tile, new_axis=5, chunks=plane_chunks, dtype=np.float64)
     plane_sums = plane.sum(axis=(3, 4), split_every=SPLIT_EVERY)
-    if space.is_float:
-        minimum = da.nanmin(level0, axis=(0, 2, 3, 4), split_every=SPLIT_EVERY)
-        maximum = da.nanmax(level0, axis=(0, 2, 3, 4), split_every=SPLIT_EVERY)
-        mip = da.nanmax(thumb[0], axis=1)
-    else:
-        minimum = level0.min(axis=(0, 2, 3, 4), split_every=SPLIT_EVERY)
-        maximum = level0.max(axis=(0, 2, 3, 4), split_every=SPLIT_EVERY)
-        mip = thumb[0].max(axis=1)
+    minimum, maximum, mip = extrema(level0, thumb, space)
     return QcGraph(space, channel_vectors, minimum, maximum, plane_sums, mip)

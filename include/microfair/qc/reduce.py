@@ -47,6 +47,15 @@ class QcGraph:
         return (self.channel_vectors, self.minimum, self.maximum, self.plane_sums, self.mip)
 
 
+def extrema(level0: da.Array, thumb: da.Array, space: KeySpace) -> tuple[da.Array, da.Array, da.Array]:
+    """Per-channel minimum and maximum of ``level0`` (NaN-aware for floats), and the thumbnail's Z MIP."""
+    if space.is_float:
+        return (da.nanmin(level0, axis=(0, 2, 3, 4), split_every=SPLIT_EVERY),
+                da.nanmax(level0, axis=(0, 2, 3, 4), split_every=SPLIT_EVERY), da.nanmax(thumb[0], axis=1))
+    return (level0.min(axis=(0, 2, 3, 4), split_every=SPLIT_EVERY),
+            level0.max(axis=(0, 2, 3, 4), split_every=SPLIT_EVERY), thumb[0].max(axis=1))
+
+
 def qc_graph(level0: da.Array, thumb: da.Array) -> QcGraph:
     """QC reductions over ``level0`` (T, C, Z, Y, X); ``thumb`` is a small level for the projection."""
     if level0.ndim != 5:
@@ -62,14 +71,7 @@ def qc_graph(level0: da.Array, thumb: da.Array) -> QcGraph:
     plane_chunks = (level0.chunks[0], level0.chunks[1], level0.chunks[2], (1,) * nby, (1,) * nbx, (PLANE_FIELDS,))
     plane = level0.map_blocks(_plane_block, new_axis=5, chunks=plane_chunks, dtype=np.float64)
     plane_sums = plane.sum(axis=(3, 4), split_every=SPLIT_EVERY)
-    if space.is_float:
-        minimum = da.nanmin(level0, axis=(0, 2, 3, 4), split_every=SPLIT_EVERY)
-        maximum = da.nanmax(level0, axis=(0, 2, 3, 4), split_every=SPLIT_EVERY)
-        mip = da.nanmax(thumb[0], axis=1)
-    else:
-        minimum = level0.min(axis=(0, 2, 3, 4), split_every=SPLIT_EVERY)
-        maximum = level0.max(axis=(0, 2, 3, 4), split_every=SPLIT_EVERY)
-        mip = thumb[0].max(axis=1)
+    minimum, maximum, mip = extrema(level0, thumb, space)
     return QcGraph(space, channel_vectors, minimum, maximum, plane_sums, mip)
 
 
