@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from microfair.ledger.models import AuditEntry, Dataset, DatasetFile, Record, StageEvent, StageStatus, utcnow
@@ -62,21 +63,34 @@ class StageOutcome:
     error: str | None = None
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.close()
+#: How long a write waits for another writer's lock before it gives up (seconds).
+BUSY_TIMEOUT_S = 30.0
+#: How the databases say that a lock was not granted in time (SQLite, PostgreSQL lock_timeout).
+_LOCKED = ("database is locked", "database table is locked", "lock timeout", "could not obtain lock")
 
 
-def make_engine(url: str) -> Engine:
+class LedgerBusy(RuntimeError):
+    """Another writer held the ledger for longer than the busy timeout; the transaction was rolled back."""
+
+
+def _sqlite_pragmas(busy_timeout_s: float):
+    def apply(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    return apply
+
+
+def make_engine(url: str, busy_timeout_s: float = BUSY_TIMEOUT_S) -> Engine:
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        engine = create_engine(url, connect_args={"timeout": busy_timeout_s})
+        event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_s))
         return engine
     return create_engine(url, pool_pre_ping=True)
 
@@ -84,9 +98,10 @@ def make_engine(url: str) -> Engine:
 class Ledger:
     """Dataset ledger over any SQLAlchemy URL (SQLite by default, PostgreSQL at scale)."""
 
-    def __init__(self, url: str, *, migrate: bool = True) -> None:
+    def __init__(self, url: str, *, migrate: bool = True, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.busy_timeout_s = busy_timeout_s
+        self.engine = make_engine(url, busy_timeout_s)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         if migrate:
             self.migrate()
@@ -104,8 +119,17 @@ class Ledger:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        with self._sessions() as s, s.begin():
-            yield s
+        """One transaction: committed whole, or rolled back whole (:class:`LedgerBusy` when another writer
+        held the lock for longer than the busy timeout)."""
+        try:
+            with self._sessions() as s, s.begin():
+                yield s
+        except OperationalError as exc:
+            if not any(m in str(exc.orig).lower() for m in _LOCKED):
+                raise
+            raise LedgerBusy(f"the ledger {self.url} is locked by another writer for more than "
+                             f"{self.busy_timeout_s:g} s; nothing was changed, the task can be retried "
+                             f"({str(exc.orig).strip()})") from exc
 
     # -- datasets -----------------------------------------------------------
     def get(self, uid: str) -> Dataset | None:
