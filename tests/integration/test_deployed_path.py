@@ -4,7 +4,8 @@ One stack for the module (:func:`tests.support.airflow_local.local_airflow`: sch
 api-server, the environment ``make demo`` prints). Two checks:
 
 1. a new acquisition reaches ``qc_done``: its convert task ran the local dask cluster inside a
-   LocalExecutor task (spawned worker processes, which used to die re-importing the Airflow CLI);
+   LocalExecutor task (spawned worker processes, which used to die re-importing the Airflow CLI), and the
+   dashboard, with the UI's login session, shows it with its QC table and thumbnails that load;
 2. a convert that fails *before* the domain code records anything (the ``dask_default`` connection
    names a scheduler that is not there) is a failed convert event with its message in the ledger,
    in ``Ledger.summary()`` problems (``microfair status``) and in the dashboard's Failures;
@@ -103,6 +104,22 @@ def test_a_new_acquisition_reaches_qc_under_local_executor(stack, facility):
     assert convert.state == "succeeded" and convert.details["dask"] == "distributed"
     assert convert.dag_id == DAG_ID and convert.run_id == run["dag_run_id"]
     assert Path(ds.zarr_path).is_dir() and ledger.get_record(ds.uid, "qc")
+    # the dashboard, with the UI's login session, shows it with its QC table and thumbnails that load
+    import re
+
+    cookies = {c["name"]: c["value"] for c in stack.browser_cookies()}
+    page = requests.get(f"{stack.url}/microfair/datasets/{ds.uid}", cookies=cookies, timeout=60)
+    assert page.status_code == 200, page.text[:500]
+    table = page.text.split('data-testid="qc-scene-0"', 1)[1].split("</table>", 1)[0]
+    channels = ledger.get_record(ds.uid, "qc")["scenes"][0]["channels"]
+    assert table.count("<tr data-channel=") == len(channels) >= 1, table[:2000]
+    assert "DAPI" in table and table.count('class="histogram"') == len(channels), table[:2000]
+    thumbs = re.findall(r'<img[^>]+src="([^"]+)"[^>]*data-testid="thumbnail"', page.text)
+    assert thumbs, page.text[:3000]
+    for src in thumbs:
+        img = requests.get(f"{stack.url}{src}" if src.startswith("/") else src, cookies=cookies, timeout=60)
+        assert img.status_code == 200 and img.content[:8] == b"\x89PNG\r\n\x1a\n", (src, img.status_code)
+    assert requests.get(f"{stack.url}/microfair/datasets/{ds.uid}", timeout=60).status_code in (401, 403)
 
 
 def test_a_convert_failure_before_the_domain_code_is_visible(stack, facility):
