@@ -268,3 +268,15 @@ def test_irods_and_bia_not_configured_without_connection_or_data(facility) -> No
     cells = dataset_detail(ledger, "N1", av).stages
     assert cells["irods"].state == NOT_CONFIGURED and cells["deposit"].state == NOT_CONFIGURED
     assert "irods_default" in av["irods"].why
+
+
+def test_the_qc_table_says_which_range_the_dynamic_range_is_measured_against() -> None:
+    from microfair.monitor.qc_view import qc_scenes
+
+    record = {"scenes": [{"index": 0, "channels": [
+        {"index": 0, "name": "GFP", "dynamic_range_fraction": 0.558, "range_max": 4095,
+         "range_source": "SignificantBits=12"},
+        {"index": 1, "name": "DAPI", "dynamic_range_fraction": 0.0349}]}]}
+    [scene] = qc_scenes(record)
+    cells = [dict(ch.metrics)["Dynamic range"] for ch in scene.channels]
+    assert cells == ["55.8 % of 0–4095 (SignificantBits=12)", "3.5 %"]

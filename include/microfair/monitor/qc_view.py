@@ -58,7 +58,9 @@ def _channel_metrics(ch: dict[str, Any]) -> list[tuple[str, str]]:
         out.append(("p1 / p50 / p99", " / ".join(_num(pct.get(k)) for k in ("p1", "p50", "p99"))))
     out.append(("Saturated", MISSING if sat.get("fraction") is None else f"{100 * float(sat['fraction']):.2f} %"))
     out.append(("SNR", _num(snr.get("value"), ".3g")))
-    out.append(("Dynamic range", MISSING if dr is None else f"{100 * float(dr):.1f} %"))
+    rng = f" of 0–{_num(ch['range_max'])}" if ch.get("range_max") is not None else ""
+    src = f" ({ch['range_source']})" if ch.get("range_source") else ""
+    out.append(("Dynamic range", MISSING if dr is None else f"{100 * float(dr):.1f} %{rng}{src}"))
     out.append(("Focus (best plane)", _num(focus.get("best"), ".3g")
                 + (f" (z {focus['best_plane']})" if focus.get("best_plane") is not None else "")))
     return out
