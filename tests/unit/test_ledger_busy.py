@@ -11,17 +11,22 @@ from microfair.config import init_local_config, load_config
 from microfair.ledger import Ledger, LedgerBusy
 
 
-@pytest.fixture
-def locked(tmp_path):
-    """A facility whose ledger another process holds an exclusive write lock on, until ``release`` is set."""
+def _facility(tmp_path) -> tuple:
+    """A facility with one acquisition waiting, its ledger (0.3 s busy timeout), and another writer's
+    connection holding an exclusive lock on that ledger."""
     cfg = load_config(init_local_config(tmp_path / "facility"))
     ledger = Ledger(cfg.ledger.url, busy_timeout_s=0.3)
     zone = cfg.landing_zones[0].path
     (zone / "P1" / "S1" / "E1").mkdir(parents=True)
-    (zone / "P1" / "S1" / "E1" / "a.tif").write_bytes(b"\x00" * 4096)
-    path = cfg.ledger.url.split(":///", 1)[1]
-    holder = sqlite3.connect(path, timeout=0.1, isolation_level=None)
+    (zone / "P1" / "S1" / "E1" / "a.tif").write_bytes(b"\x01" * 4096)
+    holder = sqlite3.connect(cfg.ledger.url.split(":///", 1)[1], timeout=0.1, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
+    return cfg, ledger, holder
+
+
+@pytest.fixture
+def locked(tmp_path):
+    cfg, ledger, holder = _facility(tmp_path)
     yield cfg, ledger
     holder.execute("ROLLBACK")
     holder.close()
@@ -43,14 +48,7 @@ def test_collect_on_a_locked_ledger_fails_clearly_and_writes_nothing(locked, tmp
 
 
 def test_the_same_collect_succeeds_once_the_lock_is_gone(tmp_path) -> None:
-    cfg = load_config(init_local_config(tmp_path / "facility"))
-    ledger = Ledger(cfg.ledger.url, busy_timeout_s=0.3)
-    zone = cfg.landing_zones[0].path
-    (zone / "P1" / "S1" / "E1").mkdir(parents=True)
-    (zone / "P1" / "S1" / "E1" / "a.tif").write_bytes(b"\x01" * 4096)
-    path = cfg.ledger.url.split(":///", 1)[1]
-    holder = sqlite3.connect(path, timeout=0.1, isolation_level=None)
-    holder.execute("BEGIN EXCLUSIVE")
+    cfg, ledger, holder = _facility(tmp_path)
     with pytest.raises(LedgerBusy):
         ledger.upsert_dataset("mf-y", microscope="m", source_path="/y", name="y")
     holder.execute("ROLLBACK")  # the other writer is done
