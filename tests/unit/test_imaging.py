@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from microfair.imaging import READER_OPTIONS, UnreadableImage, candidate_plugins, open_image, reader_identity
-from microfair.imaging import fetch_bioformats, lif_plugin
+from microfair.imaging import fetch_bioformats, lif_plugin, plugins
 from microfair.imaging.leica import LifLayoutError, map_axes
 from test_imaging_samples import czi, ome_tiff
 
@@ -108,7 +108,8 @@ def test_our_lif_plugin_follows_the_bioio_contract() -> None:
     assert ".lif" in meta.get_supported_extensions()
     assert issubclass(meta.get_reader(), bioio_base.reader.Reader)
     eps = importlib.metadata.entry_points(group="bioio.readers")
-    assert any(ep.value == "microfair.imaging.lif_plugin" for ep in eps)
+    assert any(ep.value == "microfair.imaging.plugins" for ep in eps)  # our facade, over lif_plugin & co.
+    assert lif_plugin in [p.module for p in plugins.sub_plugins()]
     names = [p.name for p in candidate_plugins("x.lif")]
     assert names[0] in ("microfair", "microfair-lif") and "bioio-lif" in names  # ours first, then bioio-lif
 

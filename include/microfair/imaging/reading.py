@@ -76,7 +76,13 @@ def installed_plugins() -> tuple[ReaderPlugin, ...]:
     found = []
     for ep in entry_points(group="bioio.readers"):
         try:
-            meta = ep.load().ReaderMetadata
+            module = ep.load()
+            if hasattr(module, "sub_plugins"):  # our facade: list each format reader by its own name
+                found.extend(ReaderPlugin(p.name, ep.dist.version if ep.dist else None,
+                                          ep.dist.name if ep.dist else None, p.extensions, p.metadata)
+                             for p in module.sub_plugins())
+                continue
+            meta = module.ReaderMetadata
             exts = tuple(
                 e.lower() if e.startswith(".") else f".{e.lower()}"
                 for e in meta.get_supported_extensions()
