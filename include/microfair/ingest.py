@@ -61,6 +61,7 @@ def _require_state(ds: Dataset, allowed: tuple[str, ...], stage: str) -> None:
 
 def validate_dataset(cfg: FacilityConfig, ledger: Ledger, uid: str, ctx: RunContext | None = None) -> str:
     """Naming convention, metadata through bioio, Dublin Core and REMBI records."""
+    from microfair.eln.ingest import link_dataset
     from microfair.imaging import UnreadableImage, open_image
     from microfair.metadata import extract_metadata
     from microfair.metadata.records import build_dublin_core, build_rembi
@@ -104,6 +105,7 @@ def validate_dataset(cfg: FacilityConfig, ledger: Ledger, uid: str, ctx: RunCont
         args = dict(tokens=name.tokens, sidecar=sidecar, defaults=defaults, facility=cfg.facility)
         dublin_core = build_dublin_core(meta, facts, **args)
         rembi = build_rembi(meta, facts, **args)
+        link_dataset(cfg, ledger, uid, sidecar, defaults, dublin_core, rembi)  # the ELN entry, if one is named
         meta_dict = meta.to_dict()
         ome_xml = meta_dict.pop("ome_xml", None) or ""
         (out / "METADATA.ome.xml").write_text(ome_xml, encoding="utf-8")

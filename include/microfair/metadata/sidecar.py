@@ -27,6 +27,7 @@ every key is optional; unknown keys are an error (a typo must not be silently lo
       imaging_method_id: "FBbi:00000251"
     dublin_core:            # overrides, element by element
       subject: [lipid metabolism]
+    eln: https://eln.example.org/experiments.php?mode=view&id=42   # the notebook entry (see microfair.eln.links)
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from typing import Any
 import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from microfair.eln.links import ElnLink
 from microfair.naming import split_extension
 
 SUFFIX = ".meta.yaml"
@@ -145,6 +147,7 @@ class Sidecar(Block):
     specimen: Specimen = Field(default_factory=Specimen)
     image_acquisition: ImageAcquisition = Field(default_factory=ImageAcquisition)
     dublin_core: dict[str, str | list[str]] = Field(default_factory=dict)
+    eln: ElnLink | None = Field(None, description="the electronic lab notebook entry of this acquisition")
 
     @field_validator("dublin_core")
     @classmethod
