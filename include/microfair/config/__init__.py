@@ -26,6 +26,7 @@ from microfair.config.core import (
     StorageRoots,
     Strict,
 )
+from microfair.config.eln import ElnSettings
 from microfair.config.monitor import AlertSettings, DashboardSettings
 from microfair.config.publish import BiostudiesSettings, DataciteSettings, IrodsSettings
 
@@ -65,6 +66,7 @@ class FacilityConfig(Strict):
     datacite: DataciteSettings = Field(default_factory=DataciteSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
+    eln: ElnSettings = Field(default_factory=ElnSettings)
 
     @model_validator(mode="after")
     def _unique_microscopes(self) -> "FacilityConfig":
