@@ -191,3 +191,22 @@ def test_validate_stage_carries_the_link_into_the_records(facility_config, ledge
     dc = ledger.get_record(acq.uid, "dublin_core")
     assert url in (dc["relation"] if isinstance(dc["relation"], list) else [dc["relation"]])
     assert isinstance(ElnLink.model_validate("elabftw:1"), ElnLink)
+
+
+def test_irods_registration_carries_the_link_as_avus(facility_config, ledger):
+    pytest.importorskip("irods")
+    from microfair.ingest import convert_dataset, qc_dataset
+    from microfair.irods import IrodsStore, register_dataset
+    from microfair.standins.irods import RecordingSession
+    from tests.support.synthetic_ingest import ingest_synthetic
+
+    uid = ingest_synthetic(facility_config, ledger, n=1)[0]
+    convert_dataset(facility_config, ledger, uid)
+    qc_dataset(facility_config, ledger, uid)
+    ledger.put_record(uid, ELN_RECORD, eln_record(resolve_link("https://eln.example.org/database.php?mode=view&id=7")))
+    s = RecordingSession(groups=("microfair", "demo"))
+    reg = register_dataset(facility_config, ledger, uid, IrodsStore(s))
+    avus = {(m.name, m.value) for m in s.objs[reg.data_object].avus}
+    assert ("microfair.eln.url", "https://eln.example.org/database.php?mode=view&id=7") in avus
+    assert ("microfair.eln.system", "elabftw") in avus and ("microfair.eln.entry_id", "7") in avus
+    assert ("microfair.eln.entity_type", "items") in avus

@@ -126,6 +126,13 @@ def provenance_avus(ns: str, parameters: Mapping[str, Any] | None = None) -> lis
     return out
 
 
+def eln_avus(ns: str, eln: Mapping[str, Any] | None) -> list[Avu]:
+    """The notebook entry: ``<ns>.eln.url``, ``.system`` and, for eLabFTW, ``.entity_type`` and ``.entry_id``."""
+    if not eln:
+        return []
+    return flatten(f"{ns}.eln", {k: eln.get(k) for k in ("url", "system", "entity_type", "entry_id")})
+
+
 def dataset_avus(ns: str, dataset: Any, records: Mapping[str, Mapping[str, Any] | None],
                  parameters: Mapping[str, Any] | None = None, role: str = "raw") -> list[Avu]:
     """Every AVU of one dataset, sorted and without duplicates (what a re-run compares against)."""
@@ -138,6 +145,7 @@ def dataset_avus(ns: str, dataset: Any, records: Mapping[str, Mapping[str, Any] 
         out += flatten(f"{ns}.dc", records.get("dublin_core") or {})
         out += flatten(f"{ns}.rembi", records.get("rembi") or {})
         out += qc_avus(ns, records.get("qc"))
+        out += eln_avus(ns, records.get("eln"))
         out += provenance_avus(ns, parameters)
     return sorted(set(out))
 
