@@ -120,8 +120,9 @@ def test_our_lif_plugin_follows_the_bioio_contract() -> None:
         (("T", "C", "Z", "X"), ("T", "C", "Y", "X"), {"Y": "Z (depth)"}),  # xzt
         (("Y", "C", "Z", "X"), ("Z", "C", "Y", "X"), {"Y": "Z (depth)", "Z": "Y (height)"}),  # xzy
         (("C", "T", "X"), ("C", "Y", "X"), {"Y": "T (time)"}),  # xt line scan
-        (("λ", "C", "Y", "X"), ("T", "C", "Y", "X"), {"T": "λ (emission wavelength sweep)"}),
-        (("T", "λ", "Y", "X"), ("T", "Z", "Y", "X"), {"Z": "λ (emission wavelength sweep)"}),
+        (("λ", "C", "Y", "X"), ("C", "C", "Y", "X"),
+         {"C": "C (channels) × λ (emission wavelength sweep), last fastest"}),  # one channel per (C, λ)
+        (("T", "λ", "Y", "X"), ("T", "C", "Y", "X"), {"C": "λ (emission wavelength sweep)"}),
         (("C", "Z", "Y", "X", "S"), ("C", "Z", "Y", "X", "S"), {}),
     ],
 )
@@ -131,7 +132,7 @@ def test_lif_axis_mapping(dims, target, original) -> None:
     assert mapping.original == original
 
 
-@pytest.mark.parametrize("dims", [("H", "Y", "X"), ("T", "Z", "λ", "Y", "X"), ("Y", "Z")])
+@pytest.mark.parametrize("dims", [("H", "Y", "X"), ("T", "Z", "A", "N", "Y", "X"), ("Y", "Z")])
 def test_lif_layouts_we_cannot_map_are_refused(dims) -> None:
     with pytest.raises(LifLayoutError):
         map_axes(dims)

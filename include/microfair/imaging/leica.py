@@ -1,10 +1,16 @@
 """What a Leica LIF image holds, in bioio's terms: axis mapping and metadata from liffile.
 
 LAS X stores frames whose two axes need not be Y and X: an *xz* scan stores (Z, X)
-frames, an *xt* line scan (T, X), and a lambda sweep adds an emission (``λ``) or
-excitation (``Λ``) axis bioio does not model. We map them as Bio-Formats does (the frame
-rows become Y, a wavelength sweep becomes T) and keep a note of the original axis so
-nobody mistakes an xz section for an xy plane.
+frames, an *xt* line scan (T, X). The frame rows become Y, as in Bio-Formats, and we keep
+a note of the original axis so nobody mistakes an xz section for an xy plane.
+
+Spectral scans add an emission (``λ``) or excitation (``Λ``) sweep, which bioio does not
+model. Each wavelength is a channel: both sweeps are folded into C, one output channel
+per (channel, Λ, λ) combination, channel slowest and λ fastest
+(``c_out = (c * nΛ + i_Λ) * nλ + i_λ``). So a ``TλZYX`` scan is stored as TCZYX with
+C = nλ, and each output channel keeps its wavelength: label ``λ 520 nm`` (``Green λ 520 nm``
+when the file has several channels), and Channel@EmissionWavelength / ExcitationWavelength
+in the OME metadata.
 """
 
 from __future__ import annotations
@@ -22,23 +28,33 @@ from microfair.imaging.ome_build import ChannelSpec, ObjectiveSpec
 TARGET_ORDER = ("T", "C", "Z", "Y", "X", "S")
 
 AXIS_MEANING = {
-    "X": "X (width)", "Y": "Y (height)", "Z": "Z (depth)", "T": "T (time)",
+    "C": "C (channels)", "X": "X (width)", "Y": "Y (height)", "Z": "Z (depth)", "T": "T (time)",
     "λ": "λ (emission wavelength sweep)", "Λ": "Λ (excitation wavelength sweep)",
     "A": "A (rotation)", "N": "N (XT slices)", "Q": "Q (T slices)", "L": "L (loop)",
 }
 
+#: Wavelength sweeps, folded into the channel axis (after the file's own channels, in this order).
+SPECTRAL = ("Λ", "λ")
 #: Axes that can be folded into a free bioio axis (in this order of preference).
-FOLDABLE = ("λ", "Λ", "A", "N", "Q", "L")
+FOLDABLE = ("A", "N", "Q", "L")
 FREE_SLOTS = ("T", "Z")
+#: Order of the source axes merged into the output channel axis: C slowest, λ fastest.
+CHANNEL_PARTS = ("C", *SPECTRAL)
 
 
 class LifLayoutError(ValueError):
-    """The image has an axis layout this reader does not map (for example FLIM or mosaics)."""
+    """The image has an axis layout this reader does not map (for example FLIM or mosaics).
+
+    The message names the axes; the file itself is valid (liffile reads it)."""
 
 
 @dataclass(frozen=True)
 class AxisMapping:
-    """How the axes stored in the file become bioio's TCZYX[S]."""
+    """How the axes stored in the file become bioio's TCZYX[S].
+
+    Several source axes may map to ``C`` (the file's channels and its λ / Λ sweeps): they
+    are merged into one channel axis, in :data:`CHANNEL_PARTS` order.
+    """
 
     source: tuple[str, ...]  # liffile order, e.g. ("T", "C", "Z", "X")
     target: tuple[str, ...]  # bioio name of each source axis, e.g. ("T", "C", "Y", "X")
@@ -49,12 +65,23 @@ class AxisMapping:
         present = set(self.target)
         return "".join(d for d in TARGET_ORDER if d in present or d != "S")
 
+    @property
+    def channel_axes(self) -> tuple[str, ...]:
+        """Source axes merged into the output C, slowest first (e.g. ``("C", "λ")``)."""
+        found = [d for d, t in zip(self.source, self.target) if t == "C"]
+        return tuple(sorted(found, key=CHANNEL_PARTS.index))
+
     def permutation(self) -> tuple[int, ...]:
-        """Source-axis order that sorts the axes into TCZYX[S] order."""
-        return tuple(sorted(range(len(self.target)), key=lambda i: TARGET_ORDER.index(self.target[i])))
+        """Source-axis order that sorts the axes into TCZYX[S] order (merged channel axes adjacent)."""
+        def key(i: int) -> tuple[int, int]:
+            sub = CHANNEL_PARTS.index(self.source[i]) if self.target[i] == "C" else 0
+            return TARGET_ORDER.index(self.target[i]), sub
+        return tuple(sorted(range(len(self.target)), key=key))
 
     def output_shape(self, source_shape: tuple[int, ...]) -> tuple[int, ...]:
-        sizes = dict(zip(self.target, source_shape))
+        sizes: dict[str, int] = {}
+        for d, n in zip(self.target, source_shape):
+            sizes[d] = sizes.get(d, 1) * int(n)
         return tuple(sizes.get(d, 1) for d in self.output_dims)
 
 
@@ -66,20 +93,25 @@ def map_axes(dims: tuple[str, ...]) -> AxisMapping:
             f"axes {unsupported} (of {''.join(dims)}) are not supported by the microfair LIF reader "
             "(FLIM histograms, mosaics); use the Bio-Formats fallback"
         )
-    spatial = [d for d in dims if d not in ("C", "S")]
-    if len(spatial) < 2 or spatial[-1] != "X":
+    spatial = [d for d in dims if d not in ("C", "S", *SPECTRAL)]
+    if not spatial or spatial[-1] != "X" or (len(spatial) < 2 and not set(SPECTRAL) & set(dims)):
         raise LifLayoutError(f"frames of axes {''.join(dims)} do not end in X")
-    row = spatial[-2]
-    rename: dict[str, str] = {}
-    if row != "Y":
-        rename[row] = "Y"
-        if "Y" in dims:  # e.g. an xzy stack: the stepped Y takes the place the row axis left
-            rename["Y"] = row if row in FREE_SLOTS else _free_slot(dims, rename)
+    rename: dict[str, str] = {d: "C" for d in dims if d in SPECTRAL}
+    if len(spatial) >= 2:  # a single-line spectral scan (λ, X) has no row axis: Y is 1
+        row = spatial[-2]
+        if row != "Y":
+            rename[row] = "Y"
+            if "Y" in dims:  # e.g. an xzy stack: the stepped Y takes the place the row axis left
+                rename["Y"] = row if row in FREE_SLOTS else _free_slot(dims, rename)
     for d in dims:
         if d in FOLDABLE and d not in rename:
             rename[d] = _free_slot(dims, rename)
     target = tuple(rename.get(d, d) for d in dims)
-    original = {rename[d]: AXIS_MEANING[d] for d in dims if d in rename}
+    original = {rename[d]: AXIS_MEANING[d] for d in dims if d in rename and d not in SPECTRAL}
+    merged = sorted((d for d, t in zip(dims, target) if t == "C"), key=CHANNEL_PARTS.index)
+    if set(merged) & set(SPECTRAL):
+        original["C"] = " × ".join(AXIS_MEANING.get(d, "C (channels)") for d in merged) + (
+            ", last fastest" if len(merged) > 1 else "")
     return AxisMapping(source=tuple(dims), target=target, original=original)
 
 
@@ -88,7 +120,10 @@ def _free_slot(dims: tuple[str, ...], rename: dict[str, str]) -> str:
     for slot in FREE_SLOTS:
         if slot not in used:
             return slot
-    raise LifLayoutError(f"no free T or Z axis to hold the extra axes of {''.join(dims)}")
+    raise LifLayoutError(
+        f"no free T or Z axis to hold the extra axes of {''.join(dims)} "
+        f"({', '.join(AXIS_MEANING[d] for d in dims if d in FOLDABLE)})"
+    )
 
 
 @dataclass
@@ -137,12 +172,66 @@ def describe(index: int, image: Any) -> LifScene:
         mapping=mapping,
         pixel_size_um=(spatial("Z"), spatial("Y"), spatial("X")),
         time_increment_s=time_increment,
-        channels=_channels(image.xml_element, settings, sizes.get("C", 1)),
+        channels=spectral_channels(_channels(image.xml_element, settings, sizes.get("C", 1)), mapping,
+                                   sweep_wavelengths_nm(image.xml_element, sizes), sizes),
         acquisition_date=acquired,
         microscope_model=_text(settings, "MicroscopeModel"),
         objective=_objective(settings),
         scan_mode=_text(settings, "ScanMode"),
     )
+
+
+#: LIF DimID of each wavelength sweep
+SWEEP_DIM_IDS = {"λ": "5", "Λ": "9"}
+#: metres (or other unit) -> nanometres
+TO_NM = {"m": 1e9, "mm": 1e6, "um": 1e3, "µm": 1e3, "nm": 1.0}
+
+
+def sweep_wavelengths_nm(xml: ElementTree.Element, sizes: dict[str, int]) -> dict[str, list[float]]:
+    """The wavelength (nm) of each step of the λ / Λ sweeps of one image, from its DimensionDescription."""
+    out: dict[str, list[float]] = {}
+    for dim in xml.findall("./Data/Image/ImageDescription/Dimensions/DimensionDescription"):
+        axis = next((a for a, i in SWEEP_DIM_IDS.items() if dim.get("DimID") == i), None)
+        if axis is None or axis not in sizes:
+            continue
+        n = int(dim.get("NumberOfElements") or 0)
+        try:
+            origin, length = float(dim.get("Origin") or ""), float(dim.get("Length") or "")
+        except ValueError:
+            continue
+        factor = TO_NM.get((dim.get("Unit") or "").strip(), 1e9 if abs(origin) < 1e-3 else 1.0)
+        step = length / (n - 1) if n > 1 else 0.0
+        out[axis] = [round((origin + i * step) * factor, 1) for i in range(n)]
+    return out
+
+
+def spectral_channels(base: list[ChannelSpec], mapping: AxisMapping, wavelengths: dict[str, list[float]],
+                      sizes: dict[str, int]) -> list[ChannelSpec]:
+    """One channel per (channel, Λ, λ) combination, in the order of :attr:`AxisMapping.channel_axes`.
+
+    The label says the wavelengths (``λ 520 nm``; ``Λ 488 nm λ 520 nm``); with several file channels it
+    starts with the channel's own name. The λ step is the emission, the Λ step the excitation wavelength.
+    """
+    sweeps = [a for a in mapping.channel_axes if a in SPECTRAL]
+    if not sweeps:
+        return base
+    steps: list[dict[str, tuple[int, float | None]]] = [{}]
+    for axis in sweeps:  # slowest first, so the last sweep varies fastest
+        values: list[float | None] = list(wavelengths.get(axis) or [])
+        if len(values) != sizes[axis]:  # the XML does not say the wavelengths: number the steps
+            values = [None] * sizes[axis]
+        steps = [{**s, axis: (i, v)} for s in steps for i, v in enumerate(values)]
+    out = []
+    for channel in base or [ChannelSpec(None)]:
+        for step in steps:
+            words = [f"{a} {v:g} nm" if v is not None else f"{a} step {i + 1}" for a, (i, v) in step.items()]
+            prefix = [channel.name] if len(base) > 1 and channel.name else []
+            out.append(ChannelSpec(
+                " ".join(prefix + words),
+                emission_nm=step["λ"][1] if "λ" in step else channel.emission_nm,
+                excitation_nm=step["Λ"][1] if "Λ" in step else channel.excitation_nm,
+            ))
+    return out
 
 
 def _step(coord: np.ndarray) -> float | None:

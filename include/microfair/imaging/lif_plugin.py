@@ -1,7 +1,8 @@
 """microfair's bioio reader plugin for Leica LIF files, over ``liffile``.
 
-It reads what bioio-lif 2.0.1 cannot: xz/xt frame scans and lambda sweeps. Axes are
-mapped as Bio-Formats maps them (frame rows -> Y, a wavelength sweep -> T); the
+It reads what bioio-lif 2.0.1 cannot: xz/xt frame scans and lambda sweeps. Frame rows
+become Y (as in Bio-Formats); λ and Λ sweeps become channels, one per wavelength, labelled
+with it (see :mod:`microfair.imaging.leica`). The
 original axis of each renamed axis is kept in the xarray attrs (``original_axes``), on
 :attr:`Reader.original_axes` and in the OME metadata (a MapAnnotation in namespace
 ``microfair.org/original-axes``).
@@ -15,6 +16,7 @@ never holds a whole image; each chunk opens the file itself (picklable, fork-saf
 from __future__ import annotations
 
 import logging
+import math
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ from bioio_base.types import PhysicalPixelSizes
 from fsspec.implementations.local import LocalFileSystem
 from ome_types import OME
 
-from microfair.imaging.leica import LifLayoutError, LifScene, describe
+from microfair.imaging.leica import TARGET_ORDER, LifLayoutError, LifScene, describe
 from microfair.imaging.ome_build import ImageSpec, build_ome
 
 log = logging.getLogger(__name__)
@@ -155,6 +157,11 @@ class Reader(bioio_base.reader.Reader):
         info = self.scene_info
         mapping = info.mapping
         data = data.transpose(mapping.permutation())
+        merged = len(mapping.channel_axes)
+        if merged > 1:  # the file's channels and its λ / Λ sweeps become one channel axis (adjacent now)
+            first = sorted(mapping.target, key=TARGET_ORDER.index).index("C")
+            shape = (*data.shape[:first], math.prod(data.shape[first:first + merged]), *data.shape[first + merged:])
+            data = data.reshape(shape, merge_chunks=False) if isinstance(data, da.Array) else data.reshape(shape)
         dims = list(mapping.output_dims)
         present = set(mapping.target)
         # insert the missing axes as length-1 axes (indexing keeps dask chunks as they are)
