@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -72,6 +72,9 @@ class ConversionSettings(Strict):
     )
     shard_target_bytes: int = Field(
         16 << 20, ge=0, description="NGFF 0.5: about this many bytes per shard file (0: no sharding)"
+    )
+    verify_planes: Literal["all"] | Annotated[int, Field(ge=1)] = Field(
+        "all", description="pixel-exact proof: read back and compare every plane of level 0, or N planes per scene"
     )
 
 

@@ -37,6 +37,7 @@ from microfair.publish import publish_dir
 from microfair.convert.guard import watch_reader_warnings
 from microfair.convert.layout import ChannelPlan, ImagePlan, default_window, group_attributes, validate, write_container, write_image
 from microfair.convert.memory import memory_plan
+from microfair.convert.proof import PixelProof, tile_digest_graph
 from microfair.convert.qcblocks import block_qc_graph
 from microfair.convert.pyramid import build_pyramid, level_shapes, thumbnail_source
 from microfair.convert.slabs import combine_qc, slabs
@@ -235,6 +236,7 @@ def convert_to_zarr(img: Any, out: Path, *, settings: ConversionSettings, ome_xm
     source_bytes = 0
     written_total = 0
     memory: list[dict[str, Any]] = []
+    proof = PixelProof(settings.verify_planes, who)  # pixel-exact proof (microfair.convert.proof)
     try:
         with watch_reader_warnings() as lost:
             n = scene_count(img)
@@ -243,6 +245,7 @@ def convert_to_zarr(img: Any, out: Path, *, settings: ConversionSettings, ome_xm
                 src = scene_source(img, index)
                 plan = _plan(src, settings)
                 arrays = write_image(tmp, index, plan, version)
+                proof.add_scene(index, src.name, arrays[0], plan.level_block(0), plan.chunks[-1])
                 mem = memory_plan(settings.memory_limit_mb, _source_chunk_bytes(src.data), plan.chunks, plan.dtype,
                                   block=plan.level_block(0))
                 memory.append(mem.to_dict())
@@ -261,8 +264,10 @@ def convert_to_zarr(img: Any, out: Path, *, settings: ConversionSettings, ome_xm
                 done = []
                 graph: QcGraph | None = None
                 for (t0, t1), (z0, z1) in parts:
-                    written, values, graph = _convert_slab(src.data[t0:t1, :, z0:z1], plan, arrays, (t0, 0, z0, 0, 0),
-                                                           thresholds.thumbnail_size, client, mem.workers)
+                    written, values, graph, digests = _convert_slab(src.data[t0:t1, :, z0:z1], plan, arrays,
+                                                                    (t0, 0, z0, 0, 0), thresholds.thumbnail_size,
+                                                                    client, mem.workers)
+                    proof.add_digests(index, (t0, z0), digests)
                     if lost:
                         raise ConversionError(f"the reader reports lost pixels: {'; '.join(lost)}")
                     done.append(((t0, t1), (z0, z1), values))
@@ -277,6 +282,8 @@ def convert_to_zarr(img: Any, out: Path, *, settings: ConversionSettings, ome_xm
                 source_bytes += int(src.data.nbytes)
                 scenes.append(SceneResult(index, src.name, str(plan.dtype), plan.level_shapes, plan.chunks,
                                           plan.scale, plan.units, src.channel_names, src.rgb))
+        verdict = proof.verify(functools.partial(_compute, client=client,
+                                               workers=min((m["workers"] for m in memory), default=1)))
         validate(tmp, version)
         _publish(tmp, out, overwrite=overwrite, who=who)
     except BaseException as exc:
@@ -291,7 +298,8 @@ def convert_to_zarr(img: Any, out: Path, *, settings: ConversionSettings, ome_xm
     seconds = time.perf_counter() - started
     report = QcReport(source=who, thresholds=thresholds, scenes=scene_reports)
     result = ConversionResult(out, version, scenes, report, seconds, source_bytes, _tree_size(out),
-                              ome_xml is not None, extra={"memory": memory, "written_chunk_bytes": written_total})
+                              ome_xml is not None, extra={"memory": memory, "written_chunk_bytes": written_total,
+                                                    "pixel_proof": verdict})
     log.info("%s: OME-Zarr %s published (%d scene(s), %.1f MB in %.1f s, %.0f MB/s); QC: %s", who, out, len(scenes),
              source_bytes / 1e6, seconds, result.mb_per_second,
              "passed" if report.passed else "; ".join(f.reason for f in report.flags))
@@ -299,16 +307,18 @@ def convert_to_zarr(img: Any, out: Path, *, settings: ConversionSettings, ome_xm
 
 
 def _convert_slab(data: da.Array, plan: ImagePlan, arrays: list[Any], offset: tuple[int, ...], thumb_size: int,
-                  client: Any, workers: int) -> tuple[int, tuple[Any, ...], QcGraph]:
+                  client: Any, workers: int) -> tuple[int, tuple[Any, ...], QcGraph, Any]:
     """One compute: read the slab once, write every level of it, and reduce its QC statistics."""
     shapes = [(data.shape[0], s[1], data.shape[2], s[3], s[4]) for s in plan.level_shapes]
     # one task per shard (or tile of whole chunks) per level: read, downsample and write big units of work
     levels = build_pyramid(data, shapes, [plan.level_block(i) for i in range(len(shapes))])
     # QC on the Zarr-chunk tiling, so every path gives the same report; one task per block, not per tile
     graph = block_qc_graph(levels[0], thumbnail_source(levels, thumb_size), plan.chunks[-1])
+    digests = tile_digest_graph(levels[0], plan.chunks[-1])  # pixel-exact proof: source digests in the same pass
     stores = [store_level(lvl, arr, offset) for lvl, arr in zip(levels, arrays)]
-    written, *computed = _compute(da.stack(stores).sum(), *graph.lazy, client=client, workers=workers)
-    return int(written), tuple(computed), graph
+    written, *computed, digests = _compute(da.stack(stores).sum(), *graph.lazy, digests, client=client,
+                                           workers=workers)
+    return int(written), tuple(computed), graph, digests
 
 
 def _source_name(img: Any) -> str:
