@@ -57,6 +57,10 @@ class QcThresholds(Strict):
     )
     thumbnail_size: int = Field(256, ge=32, le=2048)
     histogram_bins: int = Field(256, ge=8, le=65536)
+    nyquist_oversampling_factor: float = Field(
+        3.0, gt=1, description="flag an axis sampled more than this many times finer than Nyquist (wasted storage)")
+    nyquist_undersampling_tolerance: float = Field(
+        1.0, ge=1, description="flag an axis whose pixel exceeds the Nyquist distance by more than this factor")
 
 
 class ConversionSettings(Strict):
