@@ -210,3 +210,23 @@ def test_irods_registration_carries_the_link_as_avus(facility_config, ledger):
     assert ("microfair.eln.url", "https://eln.example.org/database.php?mode=view&id=7") in avus
     assert ("microfair.eln.system", "elabftw") in avus and ("microfair.eln.entry_id", "7") in avus
     assert ("microfair.eln.entity_type", "items") in avus
+
+
+def test_datacite_lists_each_notebook_entry_once_as_is_documented_by():
+    from importlib.resources import files
+
+    from microfair.deposit.datacite import datacite_attributes
+    from microfair.deposit.study import load_study
+    from microfair.eln.notify import eln_links
+
+    study, problems = load_study(files("microfair.deposit") / "example_study.yaml")
+    led = _Ledger()
+    url = "https://eln.example.org/experiments.php?mode=view&id=42"
+    led.add("u1", resolve_link(url))
+    led.add("u2", resolve_link(url))
+    led.add("u3", resolve_link("elabftw:9"))  # no address known: nothing to cite
+    links = eln_links(led, ["u1", "u2", "u3"])
+    assert links == [url]
+    attrs = datacite_attributes(study, accession="S-BIAD1", eln_links=links)
+    rel = [r for r in attrs["relatedIdentifiers"] if r["relatedIdentifierType"] == "URL"]
+    assert rel == [{"relatedIdentifier": url, "relatedIdentifierType": "URL", "relationType": "IsDocumentedBy"}]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import requests
@@ -58,7 +59,7 @@ def _creator(a: Any, study: StudyMetadata) -> dict[str, Any]:
 def datacite_attributes(study: StudyMetadata, *, accession: str, bia_doi: str | None = None,
                         publisher: str = "EMBL-EBI BioImage Archive", doi: str | None = None,
                         prefix: str | None = None, url: str | None = None,
-                        publication_year: int | None = None) -> dict[str, Any]:
+                        publication_year: int | None = None, eln_links: Sequence[str] = ()) -> dict[str, Any]:
     """The DataCite ``attributes`` of one deposited study (Metadata Schema 4.x, JSON:API form)."""
     release = study.release_date or dt.date.today()
     attrs: dict[str, Any] = {
@@ -85,6 +86,9 @@ def datacite_attributes(study: StudyMetadata, *, accession: str, bia_doi: str | 
             attrs["relatedIdentifiers"].append({
                 "relatedIdentifier": p.doi.removeprefix("https://doi.org/"), "relatedIdentifierType": "DOI",
                 "relationType": "IsSupplementTo"})
+    for url in dict.fromkeys(eln_links):  # the notebook entries the data were recorded in (guide §3.2.3)
+        attrs["relatedIdentifiers"].append({"relatedIdentifier": url, "relatedIdentifierType": "URL",
+                                            "relationType": "IsDocumentedBy"})
     lic = licence(study.license)
     if lic:
         attrs["rightsList"] = [{"rights": lic[0], "rightsUri": lic[1],

@@ -25,6 +25,7 @@ from microfair.checksum import digest_file
 from microfair.deposit.biostudies import BiostudiesClient, SubmissionRejected, UploadReport
 from microfair.deposit.builder import DepositPlan, DepositSelection, plan_deposit
 from microfair.deposit.datacite import DataciteClient, datacite_payload
+from microfair.eln.notify import eln_links
 from microfair.deposit.problems import DepositInvalid, Problem
 from microfair.deposit.study import load_study
 from microfair.deposit.validate import validate_plan
@@ -243,7 +244,8 @@ def datacite_export(cfg: Any, ledger: Any, plan: DepositPlan, client: DataciteCl
     settings = cfg.datacite
     publisher = settings.publisher or "EMBL-EBI BioImage Archive"
     payload = datacite_payload(plan.study, accession=rec["accession"], bia_doi=rec.get("doi"), publisher=publisher,
-                               doi=previous.get("doi"), prefix=None if previous.get("doi") else settings.prefix)
+                               doi=previous.get("doi"), prefix=None if previous.get("doi") else settings.prefix,
+                               eln_links=eln_links(ledger, uids))
     out = staging_dir(cfg, plan.selection) / f"datacite_{rec['accession']}.json"
     _write(out, json.dumps(payload, indent=2, ensure_ascii=False))
     doi = previous.get("doi")
@@ -272,5 +274,7 @@ def datacite_for_accession(cfg: Any, ledger: Any, accno: str) -> dict[str, Any]:
             study = StudyMetadata.model_validate(rec["study"])
             return datacite_payload(study, accession=accno, bia_doi=rec.get("doi"),
                                     publisher=cfg.datacite.publisher or "EMBL-EBI BioImage Archive",
-                                    doi=previous.get("doi"), prefix=None if previous.get("doi") else cfg.datacite.prefix)
+                                    doi=previous.get("doi"), prefix=None if previous.get("doi") else cfg.datacite.prefix,
+                                    eln_links=eln_links(ledger, [d.uid for d in ledger.datasets()
+                                                                 if (ledger.get_record(d.uid, RECORD) or {}).get("accession") == accno]))
     raise KeyError(f"{accno}: no deposited study with this accession in the ledger")

@@ -89,6 +89,12 @@ def post_event(ledger: Any, uid: str, event: str, client: ElabftwClient | None, 
     return post["state"]
 
 
+def eln_links(ledger: Any, uids: list[str]) -> list[str]:
+    """The notebook addresses of these datasets, each once, in order (for DataCite ``relatedIdentifiers``)."""
+    urls = [(ledger.get_record(u, ELN_RECORD) or {}).get("url") for u in uids]
+    return list(dict.fromkeys(u for u in urls if u))
+
+
 def pending_posts(ledger: Any) -> list[tuple[str, str]]:
     """(uid, event) of every post-back still pending."""
     out = []
