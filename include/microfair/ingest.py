@@ -129,6 +129,7 @@ def convert_dataset(cfg: FacilityConfig, ledger: Ledger, uid: str, ctx: RunConte
     Re-running replaces the OME-Zarr atomically (the old copy goes only once the new one is in place).
     """
     from microfair.convert import convert_to_zarr
+    from microfair.convert.proof import record_pixel_proof
     from microfair.imaging import UnreadableImage, open_image
     from microfair.qc import write_qc_report
 
@@ -157,6 +158,7 @@ def convert_dataset(cfg: FacilityConfig, ledger: Ledger, uid: str, ctx: RunConte
             "mb_per_second": round(result.mb_per_second, 1), "source_bytes": result.source_bytes,
             "dask": "distributed" if client is not None else "threads",
         }
+        outcome.details["pixel_proof"] = record_pixel_proof(ledger, uid, result)  # ledger record + stage provenance
     return "converted"
 
 

@@ -148,3 +148,35 @@ def test_tile_digests_compare_values_not_byte_order():
     assert tile_digest(a.astype(">u2")) == tile_digest(a) != tile_digest(a.T)
     assert tile_digest(a) != tile_digest(a.astype("int32"))  # the dtype is part of the digest
     assert tile_digest(a[:, :16]) != tile_digest(np.ascontiguousarray(a[:, :16]).reshape(64, 8))  # and the shape
+
+
+def test_the_convert_stage_records_the_verdict_in_the_ledger_and_the_stage_event(facility_config, ledger):
+    from tests.support.synthetic_ingest import ingest_synthetic
+
+    from microfair.ingest import convert_dataset
+
+    (uid,) = ingest_synthetic(facility_config, ledger, n=1, shape=(2, 3, 40, 48))
+    assert convert_dataset(facility_config, ledger, uid) == "converted"
+    record = ledger.get_record(uid, "pixel_proof")
+    assert record["verified"] == "6/6 planes identical" and record["passed"] and record["mode"] == "all"
+    (event,) = [e for e in ledger.events(uid, "convert") if e.state == "succeeded"]
+    assert event.details["pixel_proof"] == "verified: 6/6 planes identical"
+
+
+def test_the_dataset_page_section_shows_the_verdict():
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import jinja2
+
+    templates = Path(__file__).parents[2] / "plugins" / "microfair_dashboard" / "templates"
+    page = jinja2.Environment(loader=jinja2.FileSystemLoader(templates), autoescape=True).get_template(
+        "_dataset_pixel_proof.html")
+    record = {"verified": "2/2 planes identical", "passed": True, "mode": "sample", "checked": 2, "planes": 6,
+              "verify_planes": 2, "algorithm": "BLAKE3", "method": "per tile",
+              "scenes": [{"index": 0, "name": "Image:0", "planes": 6, "checked": 2, "identical": 2,
+                          "source_digest": "ab" * 32}]}
+    html = page.render(d=SimpleNamespace(records={"pixel_proof": record}))
+    assert "verified: 2/2 planes identical" in html and "a sample of 2 of 6 planes" in html and "ab" * 32 in html
+    assert "Not converted yet" in page.render(d=SimpleNamespace(records={}))
+    assert "convert again" in page.render(d=SimpleNamespace(records={"qc": {}}))
