@@ -111,6 +111,15 @@ CONNECTION_TYPES: dict[str, dict[str, Any]] = {
             "placeholders": {"host": "https://api.test.datacite.org", "login": "EMBL.FACILITY"},
         },
     },
+    "elabftw": {
+        "hook-class-name": f"{HOOKS}.elabftw.ElabftwHook",
+        "hook-name": "eLabFTW (electronic lab notebook)",
+        "ui-field-behaviour": {
+            "hidden-fields": ["schema", "login", "extra"],
+            "relabeling": {"host": "eLabFTW address", "password": "API key"},
+            "placeholders": {"host": "https://eln.example.org"},
+        },
+    },
 }
 
 

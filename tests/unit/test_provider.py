@@ -24,7 +24,7 @@ from microfair_airflow.provider import get_provider_info, ui_field_behaviour  # 
 
 AIRFLOW = Path(jsonschema.__file__).parents[1] / "airflow"  # site-packages/airflow
 TYPES = {"irods": "IrodsHook", "dask": "DaskHook", "restic": "ResticHook", "biostudies": "BiostudiesHook",
-         "datacite": "DataciteHook"}
+         "datacite": "DataciteHook", "elabftw": "ElabftwHook"}
 SECRET = "pw-for-the-provider-test-9f3"
 
 
@@ -247,3 +247,18 @@ def test_datacite_test_connection_reads_the_client_record(monkeypatch, tmp_path)
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_elabftw_test_connection_accepts_a_key_and_hides_a_refused_one(monkeypatch, tmp_path):
+    from microfair.standins.elabftw import ElabftwStandin
+    from microfair_airflow.hooks.elabftw import ElabftwHook
+
+    with ElabftwStandin({SECRET: "write"}) as eln:
+        conn_env(monkeypatch, tmp_path, "eln_ok", conn_type="elabftw", host=eln.url, password=SECRET)
+        ok, message = ElabftwHook("eln_ok").test_connection()
+        assert ok and message == f"eLabFTW {eln.version} at {eln.url} accepted the API key"
+        conn_env(monkeypatch, tmp_path, "eln_bad", conn_type="elabftw", host=eln.url, password=SECRET + "x")
+        ok, message = ElabftwHook("eln_bad").test_connection()
+        assert not ok and "401" in message and SECRET not in message
+    client, why = ElabftwHook.client_or_reason("no_such_eln_conn")
+    assert client is None and "no_such_eln_conn" in why
