@@ -43,6 +43,7 @@ READER_NAME = "microfair"
 #: Our per-format plugin modules, in the order they are tried.
 SUB_PLUGINS: tuple[str, ...] = (
     "microfair.imaging.lif_plugin",
+    "microfair.imaging.wsi_plugin",
 )
 
 
