@@ -169,6 +169,7 @@ def qc_dataset(cfg: FacilityConfig, ledger: Ledger, uid: str, ctx: RunContext | 
     When no report is there (a Zarr converted by an earlier version), QC is computed from level 0.
     """
     from microfair.qc import qc_from_zarr, write_qc_report
+    from microfair.qc.nyquist import attach_nyquist
 
     ds = ledger.require(uid)
     _require_state(ds, ("converted", "qc_done"), "qc")
@@ -178,7 +179,9 @@ def qc_dataset(cfg: FacilityConfig, ledger: Ledger, uid: str, ctx: RunContext | 
         if not qc_json.is_file():
             log.info("%s: no QC report from the conversion pass; computing it from %s", uid, ds.zarr_path)
             write_qc_report(qc_from_zarr(ds.zarr_path, cfg.qc, client=client, uid=uid), reports, uid=uid)
-        report = json.loads(qc_json.read_text(encoding="utf-8"))
+        report = attach_nyquist(qc_json, reports / "METADATA.ome.xml", cfg.qc, uid=uid,
+                                image_metadata=ledger.get_record(uid, "image_metadata"))
+        ledger.put_record(uid, "nyquist", report["nyquist"])
         ledger.put_record(uid, "qc", report)
         for rel in report.get("thumbnails", {}).values():
             ledger.add_file(uid, "thumbnail", reports / rel)
