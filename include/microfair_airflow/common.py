@@ -109,7 +109,29 @@ def report_ingest(done: list[str]) -> dict[str, Any]:
     print(f"this run ingested {len(done)} acquisition(s); ledger: {summary['by_state']}")
     for p in summary["problems"]:
         print(f"  {p['state']}: {p['name']} ({p['uid']}): {p['reason']}")
-    return {"ingested": done, "ledger": summary["by_state"]}
+    return {"ingested": done, "ledger": summary["by_state"], "eln": eln_sweep()}
+
+
+def eln_sweep() -> dict[str, int]:
+    """Comment on the linked eLabFTW entries of ingested and deposited datasets; never fails the task.
+
+    Without the connection (``eln.connection_id``) the post-backs stay pending, shown in the dashboard.
+    """
+    from microfair.eln import due_posts, sweep
+    from microfair_airflow.hooks.elabftw import ElabftwHook
+
+    cfg, ledger = facility()
+    events = list(cfg.eln.post_back)
+    if not events or not due_posts(ledger, events):
+        return {}
+    try:
+        client, why = ElabftwHook.client_or_reason(cfg.eln.connection_id)
+        counts = sweep(ledger, client, events, why_no_client=why or "no eLabFTW connection")
+    except Exception as exc:  # noqa: BLE001 - the notebook must never fail an ingest run
+        print(f"eLabFTW post-backs not attempted: {type(exc).__name__}: {exc}")
+        return {"error": 1}
+    print(f"eLabFTW post-backs: {counts}")
+    return counts
 
 
 def each_dataset(uids: list[str], stage: Any, want: str, context: dict[str, Any] | None) -> list[str]:

@@ -230,3 +230,35 @@ def test_datacite_lists_each_notebook_entry_once_as_is_documented_by():
     attrs = datacite_attributes(study, accession="S-BIAD1", eln_links=links)
     rel = [r for r in attrs["relatedIdentifiers"] if r["relatedIdentifierType"] == "URL"]
     assert rel == [{"relatedIdentifier": url, "relatedIdentifierType": "URL", "relationType": "IsDocumentedBy"}]
+
+
+def test_the_ingest_report_posts_due_links_and_a_missing_connection_leaves_them_pending(
+        facility_config, ledger, monkeypatch, tmp_path):
+    pytest.importorskip("airflow.sdk")
+    import json as _json
+
+    from microfair.eln import due_posts
+    from microfair.ingest import convert_dataset, qc_dataset
+    from microfair_airflow import common
+    from tests.support.synthetic_ingest import ingest_synthetic
+
+    uids = ingest_synthetic(facility_config, ledger, n=2)
+    for uid in uids:
+        ledger.put_record(uid, ELN_RECORD, eln_record(resolve_link("elabftw:42")))
+    convert_dataset(facility_config, ledger, uids[0])
+    qc_dataset(facility_config, ledger, uids[0])
+    assert due_posts(ledger) == [(uids[0], "ingested")]  # the other has not reached QC
+    monkeypatch.setattr(common, "facility", lambda: (facility_config, ledger))
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
+    monkeypatch.delenv("AIRFLOW_CONN_ELABFTW_DEFAULT", raising=False)
+    assert common.eln_sweep() == {"pending": 1}
+    assert "elabftw_default" in ledger.get_record(uids[0], ELN_RECORD)["posts"]["ingested"]["error"]
+    ledger.put_record(uids[0], "bia", {"accession": "S-BIAD9", "doi": "10.6019/S-BIAD9"})
+    with ElabftwStandin({KEY: "write"}, {("experiments", 42): "t"}) as eln:
+        monkeypatch.setenv("AIRFLOW_CONN_ELABFTW_DEFAULT",
+                           _json.dumps({"conn_type": "elabftw", "host": eln.url, "password": KEY}))
+        assert common.eln_sweep() == {"posted": 2}
+        texts = [c["comment"] for c in eln.comments[("experiments", 42)]]
+    assert any("S-BIAD9" in t and marker(uids[0], "deposited") in t for t in texts)
+    assert any(marker(uids[0], "ingested") in t for t in texts)
+    assert due_posts(ledger) == [] and common.eln_sweep() == {}

@@ -8,7 +8,7 @@
 """
 
 from microfair.eln.links import ElnLink, ElnRef, resolve_link
-from microfair.eln.notify import ELN_RECORD, eln_record, pending_posts, post_event, retry_pending
+from microfair.eln.notify import ELN_RECORD, due_posts, eln_record, pending_posts, post_event, retry_pending, sweep
 
-__all__ = ["ELN_RECORD", "ElnLink", "ElnRef", "eln_record", "pending_posts", "post_event", "resolve_link",
-           "retry_pending"]
+__all__ = ["ELN_RECORD", "ElnLink", "ElnRef", "due_posts", "eln_record", "pending_posts", "post_event",
+           "resolve_link", "retry_pending", "sweep"]

@@ -95,6 +95,35 @@ def eln_links(ledger: Any, uids: list[str]) -> list[str]:
     return list(dict.fromkeys(u for u in urls if u))
 
 
+def _due(ledger: Any, uid: str, event: str) -> bool:
+    if event == "ingested":
+        qc = ledger.stage_states(uid).get("qc")
+        return qc is not None and qc.state in ("succeeded", "flagged")
+    return bool((ledger.get_record(uid, "bia") or {}).get("accession"))
+
+
+def due_posts(ledger: Any, events: Any = EVENTS) -> list[tuple[str, str]]:
+    """(uid, event) of every post-back that is due (QC done: "ingested"; an accession: "deposited") and not posted."""
+    out = []
+    for ds in ledger.datasets():
+        rec = ledger.get_record(ds.uid, ELN_RECORD) or {}
+        if rec.get("system") != "elabftw" or rec.get("entry_id") is None:
+            continue
+        posts = rec.get("posts") or {}
+        out += [(ds.uid, ev) for ev in events if (posts.get(ev) or {}).get("state") not in ("posted", "failed")
+                and _due(ledger, ds.uid, ev)]
+    return out
+
+
+def sweep(ledger: Any, client: ElabftwClient | None, events: Any = EVENTS, **kw: Any) -> dict[str, int]:
+    """Post every due post-back (new ones and pending retries); returns how many ended in each state."""
+    counts: dict[str, int] = {}
+    for uid, event in due_posts(ledger, events):
+        state = post_event(ledger, uid, event, client, **kw) or "none"
+        counts[state] = counts.get(state, 0) + 1
+    return counts
+
+
 def pending_posts(ledger: Any) -> list[tuple[str, str]]:
     """(uid, event) of every post-back still pending."""
     out = []
