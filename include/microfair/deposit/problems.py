@@ -17,8 +17,9 @@ class Problem:
 class DepositInvalid(ValueError):
     """The deposit is incomplete or invalid; ``problems`` lists every one of them."""
 
-    def __init__(self, problems: list[Problem], subject: str = "the deposit") -> None:
+    def __init__(self, problems: list[Problem], subject: str = "the deposit",
+                 where: str = "the BioImage Archive") -> None:
         self.problems = list(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"{subject} is not ready for the BioImage Archive "
+        super().__init__(f"{subject} is not ready for {where} "
                          f"({len(self.problems)} problem(s)):\n{lines}")

@@ -179,6 +179,9 @@ class StudyMetadata(Block):
     title: str | None = None
     description: str | None = None
     keywords: list[str] = Field(default_factory=list)
+    subject: list[str] = Field(default_factory=list,
+                               description="Dataverse subject(s), e.g. Medicine, Health and Life Sciences")
+    production_date: dt.date | None = Field(None, description="when the data were produced (Dataverse)")
     license: str | None = Field(None, description="CC0 or CC-BY-4.0 (the licences the BIA accepts)")
     release_date: dt.date | None = None
     acknowledgements: str | None = None
@@ -193,7 +196,7 @@ class StudyMetadata(Block):
     image_analyses: list[ImageAnalysis] = Field(default_factory=list)
     components: list[StudyComponent] = Field(default_factory=list)
 
-    @field_validator("keywords", mode="before")
+    @field_validator("keywords", "subject", mode="before")
     @classmethod
     def _keywords(cls, v: Any) -> Any:
         return _as_list(v)
