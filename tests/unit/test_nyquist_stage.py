@@ -40,3 +40,27 @@ def test_qc_stage_records_nyquist_for_a_file_without_na_and_for_one_with_optics(
     again = json.loads((reports / "qc.json").read_text(encoding="utf-8"))
     assert len(again["flags"]) == len(qc["flags"])
     assert Path(reports / "qc.json").is_file()
+
+
+def test_dataset_page_shows_the_nyquist_section_and_not_under_other_records(facility_config, ledger,
+                                                                            monkeypatch) -> None:
+    import re
+
+    from microfair.monitor.seed import seed_ledger
+    from microfair.qc.nyquist import nyquist_report
+    from tests.support.dashboard import dashboard_client
+
+    seed_ledger(ledger, ["LSM980"], n_datasets=1, failed_fraction=0, backlog_fraction=0, with_backup=False)
+    (ds,) = ledger.datasets()
+    ledger.put_record(ds.uid, "nyquist", nyquist_report(ome(px="0.15", mode="WideField")))
+    with dashboard_client(facility_config, ledger, monkeypatch) as client:
+        html = client.get(f"/datasets/{ds.uid}").text
+    section = re.search(r'<section data-testid="nyquist">(.*?)</section>', html, re.S)
+    assert section, "no Nyquist section"
+    body = section.group(1)
+    rows = re.findall(r'<tr data-channel="0" data-axis="(\w)">(.*?)</tr>', body, re.S)
+    assert [axis for axis, _ in rows] == ["x", "y", "z"]
+    assert "under-sampled" in rows[0][1] and "1.62" in rows[0][1] and ">93<" in rows[0][1]
+    assert body.count('data-testid="nyquist-flag"') == 2
+    others = re.search(r'<section data-testid="other-records">(.*?)</section>', html, re.S)
+    assert not others or "nyquist" not in others.group(1).lower()

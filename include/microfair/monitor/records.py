@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 #: Record kinds the detail page shows in a section of their own (not again under "Other records").
-SECTION_KINDS = ("dublin_core", "rembi", "qc", "backup_verdict", "irods", "bia", "datacite", "pixel_proof")
+SECTION_KINDS = ("dublin_core", "rembi", "qc", "backup_verdict", "irods", "bia", "datacite", "pixel_proof",
+                 "nyquist")
 
 #: Large sub-documents left out of the generic view (shown as a count or not at all).
 _BULKY = ("study", "payload", "uploads", "channels", "histogram", "locations")
