@@ -52,6 +52,7 @@ from sqlalchemy.exc import IntegrityError
 
 from microfair.checksum import CHUNK, Digest, StreamingDigest, blake3_file, digest_file
 from microfair.config import FacilityConfig
+from microfair.companions import publish_companions
 from microfair.landing import (IGNORED_SUFFIXES, SETTLED_STATES, SIDECAR_SUFFIX, UNFINISHED_STATES, Acquisition,
                                ScanResult, Waiting, dataset_uid, scan, version_uid)
 from microfair.ledger import Dataset, Ledger, RunContext
@@ -353,6 +354,9 @@ def collect(cfg: FacilityConfig, ledger: Ledger, acq: Acquisition, ctx: RunConte
                                   {"existing_raw_copy": str(dest), "holder": holder})
         stats: dict[str, int] = {}
         try:
+            # companions first (published complete or not at all), so the main file never appears without them
+            companions = publish_companions(source, dest, tag=acq.uid, copy=copy_verified, digest=digest_file,
+                                            collision=Collision)
             if dest.exists():
                 result = _adopt(dest, source)
             else:
@@ -362,6 +366,8 @@ def collect(cfg: FacilityConfig, ledger: Ledger, acq: Acquisition, ctx: RunConte
         except Rejected as exc:
             return _to_quarantine(cfg, ledger, acq, outcome, str(exc), {"existing_raw_copy": str(dest)})
         ledger.add_file(acq.uid, "raw", dest, size_bytes=result.size, sha256=result.sha256, blake3=result.blake3)
+        for path, d in companions:
+            ledger.add_file(acq.uid, "companion", path, size_bytes=d.size, sha256=d.sha256, blake3=d.blake3)
         _publish_sidecar(ledger, acq.uid, source, dest)
         project, study, experiment = dest.relative_to(cfg.storage.raw).parts[:3]
         ledger.update(acq.uid, state="collected", reason=None, raw_path=str(dest), sha256=result.sha256,

@@ -33,6 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from microfair.config import FacilityConfig, LandingZone
+from microfair.companions import companion_roots, inside, newest_change_ns
 from microfair.ledger import Dataset, Ledger, StageStatus
 
 log = logging.getLogger(__name__)
@@ -178,6 +179,10 @@ def _look(ledger: Ledger, known: _Zone, zone: LandingZone, path: Path, rel: str,
             if quiet < zone.stability_seconds:
                 return (f"unchanged for {quiet:.1f}s; waiting until unchanged for {zone.stability_seconds:g}s",
                         zone.stability_seconds - quiet)
+            if (newest_change_ns(path) or 0) > _aware(latest.observed_at).timestamp() * 1e9:
+                _observe(ledger, zone, path, rel, st, uid, latest.version, now)
+                return (f"its companion files changed since the last look; waiting until unchanged for "
+                        f"{zone.stability_seconds:g}s", zone.stability_seconds)
     if zone.completion_marker and not Path(str(path) + zone.completion_marker).exists():
         return f"completion marker {path.name}{zone.completion_marker} not there yet", None
     return Acquisition(uid, zone.microscope, str(path), rel, st.st_size, st.st_mtime_ns)
@@ -217,8 +222,10 @@ def _scan_once(cfg: FacilityConfig, ledger: Ledger, now: float | None) -> ScanRe
             waiting.append(Waiting(zone.microscope, str(zone.path), "landing zone missing or not mounted"))
             continue
         known = _Zone(ledger, zone)
-        for path in sorted(zone.path.rglob("*")):
-            if path.is_symlink() or not path.is_file() or not _is_acquisition(path, zone):
+        paths = sorted(zone.path.rglob("*"))
+        belongs = companion_roots(paths)  # files in a main file's companion folder travel with it
+        for path in paths:
+            if path.is_symlink() or not path.is_file() or not _is_acquisition(path, zone) or inside(path, belongs):
                 continue
             try:
                 st = path.stat()

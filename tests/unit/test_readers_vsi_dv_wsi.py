@@ -105,3 +105,53 @@ def test_svs_truncated_at_half_is_damaged(testdata: Path, tmp_path: Path) -> Non
     with pytest.raises(UnreadableImage) as err:
         open_image(path)
     assert "truncated or corrupt" in err.value.reason
+
+
+# --- cellSens VSI: the .vsi and its _<stem>_ folder are one acquisition --------------------------------------
+
+def _land_vsi(testdata: Path, zone: Path, *, with_folder: bool = True) -> Path:
+    src = testdata / VSI
+    dest = zone / "DEMO" / "Cells" / "e1" / src.name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dest)
+    if with_folder:
+        shutil.copytree(src.with_name(f"_{src.stem}_"), dest.with_name(f"_{src.stem}_"))
+    return dest
+
+
+def test_vsi_and_its_ets_folder_are_collected_as_one_acquisition(testdata, facility_config, ledger) -> None:
+    from microfair.collect import collect, scan
+
+    landed = _land_vsi(testdata, facility_config.landing_zones[0].path)
+    ready = scan(facility_config, ledger).ready
+    assert [Path(a.source).name for a in ready] == [landed.name]  # the .ets is not an acquisition of its own
+    assert collect(facility_config, ledger, ready[0]) == "collected"
+    raw = Path(ledger.get(ready[0].uid).raw_path)
+    ets = raw.with_name(f"_{raw.stem}_") / "stack1" / "frame_t_0.ets"
+    assert ets.read_bytes() == (landed.with_name(f"_{landed.stem}_") / "stack1" / "frame_t_0.ets").read_bytes()
+    files = {f.role: f for f in ledger.files(ready[0].uid)}
+    assert Path(files["companion"].path) == ets and files["companion"].size_bytes == ets.stat().st_size
+    assert not list(raw.parent.glob(".*partial*"))
+    assert open_image(raw).dims.C == 2  # the raw copy reads on its own
+    assert scan(facility_config, ledger).ready == []  # nothing left to offer
+
+
+def test_vsi_waits_while_its_companion_folder_changes(testdata, facility_config, ledger) -> None:
+    import os
+    import time
+
+    from microfair.collect import scan
+
+    zone = facility_config.landing_zones[0]
+    zone.stability_seconds = 30.0
+    landed = _land_vsi(testdata, zone.path)
+    old = time.time() - 3600
+    for p in [landed, *landed.with_name(f"_{landed.stem}_").rglob("*")]:
+        os.utime(p, (old, old))
+    t0 = time.time()
+    assert scan(facility_config, ledger, now=t0).ready == []  # first look
+    ets = next(landed.with_name(f"_{landed.stem}_").rglob("*.ets"))
+    os.utime(ets, (t0 + 5, t0 + 5))  # cellSens still writing pixels after the first look
+    second = scan(facility_config, ledger, now=t0 + 40)
+    assert second.ready == [] and "companion files changed" in second.waiting[0].why
+    assert [Path(a.source) for a in scan(facility_config, ledger, now=t0 + 80).ready] == [landed]
