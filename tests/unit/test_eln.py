@@ -262,3 +262,20 @@ def test_the_ingest_report_posts_due_links_and_a_missing_connection_leaves_them_
     assert any("S-BIAD9" in t and marker(uids[0], "deposited") in t for t in texts)
     assert any(marker(uids[0], "ingested") in t for t in texts)
     assert due_posts(ledger) == [] and common.eln_sweep() == {}
+
+
+def test_a_project_default_link_is_used_when_the_sidecar_names_none(facility_config, ledger):
+    from microfair.config.core import ProjectDefaults
+
+    facility_config.projects["DEMO"] = ProjectDefaults(eln="elabftw:items/5")
+    facility_config.eln.base_url = "https://eln.example.org"
+    zone = facility_config.landing_zones[0].path
+    src = write_ome_tiff(zone / "DEMO/Cells/e1" / f"{GOOD}.ome.tiff", textured_stack((1, 2, 32, 32)), channels=["DAPI"])
+    t = time.time() - 3600
+    os.utime(src, (t, t))
+    acq = scan(facility_config, ledger).ready[0]
+    collect(facility_config, ledger, acq)
+    assert validate_dataset(facility_config, ledger, acq.uid) == "validated"
+    rec = ledger.get_record(acq.uid, ELN_RECORD)
+    assert (rec["entity_type"], rec["entry_id"], rec["source"]) == ("items", 5, "project default")
+    assert rec["url"] == "https://eln.example.org/database.php?mode=view&id=5"

@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from microfair.eln.links import ElnLink
+
 
 class Strict(BaseModel):
     """Base for every settings block: unknown keys are an error, not a silent no-op."""
@@ -105,6 +107,8 @@ class ProjectDefaults(Strict):
     biological_entity: str | None = None
     sample_preparation: str | None = None
     imaging_method: str | None = None
+    eln: ElnLink | None = Field(None, description="the project's lab notebook entry, when a sidecar names none "
+                                                  "(an eLabFTW address, elabftw:<id>, or any URL)")
 
 
 class FacilityInfo(Strict):
