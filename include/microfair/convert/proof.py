@@ -116,7 +116,12 @@ def sample_planes(n_planes: int, verify: Literal["all"] | int) -> list[int]:
 
 def _read_back_block(arr: Any, t: int, c: int, z: int, ys: tuple[int, int], xs: tuple[int, int], tile: int
                      ) -> np.ndarray:
-    return block_tile_digests(np.asarray(arr[t, c, z, ys[0]:ys[1], xs[0]:xs[1]]), tile)
+    try:
+        block = np.asarray(arr[t, c, z, ys[0]:ys[1], xs[0]:xs[1]])
+    except Exception as err:  # a torn shard or chunk: zarr's checksum or decoder refuses it
+        raise PixelMismatch(f"pixel-exact proof failed: level 0 {arr.path} t={t} c={c} z={z} y {ys[0]}:{ys[1]} "
+                            f"x {xs[0]}:{xs[1]} cannot be read back as written ({type(err).__name__}: {err})") from err
+    return block_tile_digests(block, tile)
 
 
 @dataclass

@@ -38,6 +38,7 @@ from microfair.convert.guard import watch_reader_warnings
 from microfair.convert.layout import ChannelPlan, ImagePlan, default_window, group_attributes, validate, write_container, write_image
 from microfair.convert.memory import memory_plan
 from microfair.convert.proof import PixelProof, tile_digest_graph
+from microfair.convert.shardcheck import check_shards
 from microfair.convert.qcblocks import block_qc_graph
 from microfair.convert.pyramid import build_pyramid, level_shapes, thumbnail_source
 from microfair.convert.slabs import combine_qc, slabs
@@ -284,6 +285,7 @@ def convert_to_zarr(img: Any, out: Path, *, settings: ConversionSettings, ome_xm
                                           plan.scale, plan.units, src.channel_names, src.rgb))
         verdict = proof.verify(functools.partial(_compute, client=client,
                                                workers=min((m["workers"] for m in memory), default=1)))
+        check_shards(tmp)  # every shard of every level whole (microfair.convert.shardcheck)
         validate(tmp, version)
         _publish(tmp, out, overwrite=overwrite, who=who)
     except BaseException as exc:
