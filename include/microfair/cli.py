@@ -202,6 +202,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     from microfair.ledger import Ledger
 
     cfg = load_config(args.config)
+    if args.forecast:  # microfair.monitor.forecast: growth, fill dates, footprint
+        from microfair.monitor.forecast import print_forecast
+
+        return print_forecast(cfg, Ledger.from_config(cfg), as_json=args.json)
     summary = Ledger.from_config(cfg).summary()
     if args.json:
         _print_json(summary)
@@ -350,6 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("status", help="ledger summary")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--forecast", action="store_true",
+                   help="storage growth per week, fill dates and footprint (exit 1 when a tier fills soon)")
     p.set_defaults(func=cmd_status)
 
     for name in EXTENSIONS:

@@ -27,6 +27,7 @@ from microfair.config.core import (
     Strict,
 )
 from microfair.config.eln import ElnSettings
+from microfair.config.forecast import ForecastSettings
 from microfair.config.monitor import AlertSettings, DashboardSettings
 from microfair.config.publish import BiostudiesSettings, DataciteSettings, IrodsSettings
 
@@ -67,6 +68,7 @@ class FacilityConfig(Strict):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
     eln: ElnSettings = Field(default_factory=ElnSettings)
+    forecast: ForecastSettings = Field(default_factory=ForecastSettings)
 
     @model_validator(mode="after")
     def _unique_microscopes(self) -> "FacilityConfig":

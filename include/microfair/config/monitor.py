@@ -12,7 +12,7 @@ from pydantic import Field, model_validator
 
 from microfair.config.core import Strict
 
-AlertKind = Literal["acquisition_failed", "backup_321_lost"]
+AlertKind = Literal["acquisition_failed", "backup_321_lost", "storage_filling"]
 
 
 class AlertSettings(Strict):
@@ -26,7 +26,8 @@ class AlertSettings(Strict):
     webhook_connection_id: str | None = Field(
         None, description="Airflow connection of the webhook: host = full URL (http/https), password = bearer "
                           "token (optional); extra: headers (dict), timeout")
-    events: list[AlertKind] = Field(default_factory=lambda: ["acquisition_failed", "backup_321_lost"],
+    events: list[AlertKind] = Field(default_factory=lambda: ["acquisition_failed", "backup_321_lost",
+                                                              "storage_filling"],
                                     description="which events raise an alert")
     subject_prefix: str = "[microfair]"
     dashboard_url: str | None = Field(

@@ -56,6 +56,8 @@ class Alert:
     def line(self) -> str:
         if self.kind == "landing_zone_missing":
             return f"- landing zone of {self.microscope}: {self.reason}"
+        if self.kind == "storage_filling":
+            return f"- {self.reason}"
         what = "failed" if self.kind == "acquisition_failed" else "dropped out of 3-2-1"
         idx = f"[{self.map_index}]" if self.map_index is not None and self.map_index >= 0 else ""
         where = f" ({self.dag_id}/{self.task_id}{idx}, run {self.run_id})" if self.task_id else ""
@@ -121,7 +123,8 @@ def render_text(alerts: list[Alert]) -> str:
     failed = [a for a in alerts if a.kind == "acquisition_failed"]
     lost = [a for a in alerts if a.kind == "backup_321_lost"]
     zones = [a for a in alerts if a.kind == "landing_zone_missing"]
-    parts = []
+    parts = ["Storage filling up:\n" + "\n".join(a.line() for a in alerts if a.kind == "storage_filling")] if any(
+        a.kind == "storage_filling" for a in alerts) else []
     if zones:
         parts.append(f"{len(zones)} landing zone(s) missing or not mounted:\n" + "\n".join(a.line() for a in zones))
     if failed:
@@ -138,7 +141,8 @@ def subject_for(settings: AlertSettings, alerts: list[Alert]) -> str:
     n_fail = sum(a.kind == "acquisition_failed" for a in alerts)
     n_lost = sum(a.kind == "backup_321_lost" for a in alerts)
     n_zone = sum(a.kind == "landing_zone_missing" for a in alerts)
-    bits = []
+    n_fill = sum(a.kind == "storage_filling" for a in alerts)
+    bits = [f"{n_fill} storage tier{'s' if n_fill > 1 else ''} filling up"] if n_fill else []
     if n_zone:
         bits.append(f"{n_zone} landing zone{'s' if n_zone > 1 else ''} missing")
     if n_fail:
@@ -316,5 +320,9 @@ def run_alert_scan(ledger: Ledger, settings: AlertSettings, get_connection: Call
     alerts = scan_alerts(ledger, settings)
     if cfg is not None and "acquisition_failed" in settings.events:
         alerts = zone_alerts(cfg, ledger) + alerts
+    if cfg is not None and "storage_filling" in settings.events:
+        from microfair.monitor.forecast import forecast_alerts  # imports this module
+
+        alerts = forecast_alerts(cfg, ledger) + alerts
     channels = send_alerts(ledger, settings, alerts, notifiers_from_connections(settings, get_connection))
     return {"alerts": len(alerts), "channels": channels}

@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse
 
 from microfair.monitor import AirflowApiError, compliance, failures, filter_choices, overview
 from microfair.monitor.charts import throughput_svg
+from microfair.monitor.forecast_charts import forecast_context
 from microfair_dashboard.deps import Api, FacilityDep, HasConnection, Loaded, MayClear
 from microfair_dashboard.security import Reader
 from microfair_dashboard.views.common import airflow_states
@@ -52,7 +53,8 @@ def overview_page(request: Request, user: Reader, loaded: Loaded, fac: FacilityD
                   choices=filter_choices(ledger), microscope=microscope or "", project=project or "",
                   airflow_states=states, can_clear={f.event_id: may(user, f.dag_id or ("microfair_ingest" if f.quarantined else None))
                              for f in ov.failures},
-                  missing_zones=missing, discover_failed=discover_failed, availability=fac.availability(has_conn))
+                  missing_zones=missing, discover_failed=discover_failed, availability=fac.availability(has_conn),
+                  **forecast_context(cfg, ledger))
 
 
 @router.get("/compliance", response_class=HTMLResponse)
