@@ -44,6 +44,7 @@ READER_NAME = "microfair"
 SUB_PLUGINS: tuple[str, ...] = (
     "microfair.imaging.lif_plugin",
     "microfair.imaging.wsi_plugin",
+    "microfair.imaging.dv_plugin",
 )
 
 
