@@ -216,7 +216,7 @@ class DataverseTarget:
 
     def _rq(self, method: str, path: str, what: str, *, auth: bool = True, files: Callable[[], Any] | None = None,
             **kw: Any) -> Any:
-        url = path if "://" in path else f"{self.base_url}/api/{path.lstrip('/')}"
+        url = path if "://" in path else f"{self.base_url}/api/v1/{path.lstrip('/')}"
         headers = dict(kw.pop("headers", None) or {})
         if auth and self._token:
             headers["X-Dataverse-key"] = self._token
