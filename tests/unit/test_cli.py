@@ -124,7 +124,7 @@ def test_inspect_never_prints_a_reader_traceback(tmp_path):
     out = subprocess.run([sys.executable, "-m", "microfair.cli", "inspect", str(bad)], capture_output=True, text=True)
     assert out.returncode == 1 and out.stdout == ""
     lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("microfair: trunc.ome.tiff: truncated or corrupt"), out.stderr
+    assert len(lines) == 1 and lines[0].startswith("microfair: trunc.ome.tiff: damaged — truncated or corrupt"), out.stderr
 
 
 def test_an_unexpected_reader_error_is_one_line_and_the_traceback_is_debug(tmp_path, capsys, monkeypatch):

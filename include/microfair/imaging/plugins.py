@@ -43,7 +43,10 @@ READER_NAME = "microfair"
 #: Our per-format plugin modules, in the order they are tried.
 SUB_PLUGINS: tuple[str, ...] = (
     "microfair.imaging.lif_plugin",
+    "microfair.imaging.oib_plugin",
+    "microfair.imaging.ims_plugin",
     "microfair.imaging.wsi_plugin",
+    "microfair.imaging.vsi_plugin",
     "microfair.imaging.dv_plugin",
 )
 

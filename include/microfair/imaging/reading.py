@@ -28,6 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from bioio import BioImage
+from bioio_base.exceptions import UnsupportedFileFormatError
+
+from microfair.imaging import errors
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +50,41 @@ READER_OPTIONS: dict[str, dict[str, Any]] = {
 DEFERRED_PLUGINS = {"bioio-bioformats"}
 
 
-class UnreadableImage(Exception):
-    """No reader could read the file; ``reason`` says why, for a facility manager."""
+#: What to install for formats no installed plugin claims (words for messages only, never to choose a reader).
+INSTALL_HINTS: dict[str, str] = {
+    ".vsi": "bioio-vsi", ".dv": "bioio-dv", ".r3d": "bioio-dv", ".sldy": "bioio-sldy",
+    ".png": "bioio-imageio", ".jpg": "bioio-imageio", ".jpeg": "bioio-imageio", ".gif": "bioio-imageio",
+    ".oib": "microfair (its microfair-oib reader; reinstall with `make install`)",
+    ".oif": "microfair (its microfair-oib reader; reinstall with `make install`)",
+    ".ims": "microfair (its microfair-ims reader; reinstall with `make install`)",
+}
+BIOFORMATS_HINT = ("the Bio-Formats fallback (`make bioformats`, i.e. the extra microfair[bioformats] "
+                   "and MICROFAIR_BIOFORMATS_JAR)")
 
-    def __init__(self, path: str | Path, reason: str) -> None:
+
+class UnreadableImage(Exception):
+    """No reader could read the file; ``reason`` says why, for a facility manager.
+
+    ``kind`` is the class of the failure (:mod:`microfair.imaging.errors`): ``damaged``,
+    ``unsupported_layout`` or ``no_reader``; ``str()`` starts with it as a word.
+    """
+
+    def __init__(self, path: str | Path, reason: str, kind: str = errors.DAMAGED) -> None:
         self.path = Path(path)
         self.reason = reason
-        super().__init__(f"{self.path.name}: {reason}")
+        self.kind = kind
+        super().__init__(f"{self.path.name}: {errors.WORDS[kind]} — {reason}")
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    plugin: str
+    error: BaseException
+    kind: str
+    explicit: bool
+
+    def text(self) -> str:
+        return f"{self.plugin}: {_short(self.error)}"
 
 
 @dataclass(frozen=True)
@@ -70,6 +101,10 @@ class ReaderPlugin:
         return self.metadata.get_reader()
 
 
+#: plugins (entry point or sub-plugin name) that failed to load -> why; named in "no reader" verdicts
+_BROKEN: dict[str, str] = {}
+
+
 @lru_cache(maxsize=1)
 def installed_plugins() -> tuple[ReaderPlugin, ...]:
     """Every bioio reader plugin that loads; a broken one is logged and skipped."""
@@ -81,6 +116,7 @@ def installed_plugins() -> tuple[ReaderPlugin, ...]:
                 found.extend(ReaderPlugin(p.name, ep.dist.version if ep.dist else None,
                                           ep.dist.name if ep.dist else None, p.extensions, p.metadata)
                              for p in module.sub_plugins())
+                _BROKEN.update(module.unavailable_sub_plugins())
                 continue
             meta = module.ReaderMetadata
             exts = tuple(
@@ -89,6 +125,7 @@ def installed_plugins() -> tuple[ReaderPlugin, ...]:
             )
         except Exception as err:  # noqa: BLE001 - one broken plugin must not stop the others
             log.warning("bioio reader plugin %s could not be loaded and is skipped: %s", ep.name, err)
+            _BROKEN[ep.name] = f"{type(err).__name__}: {err}"
             continue
         dist = ep.dist.name if ep.dist is not None else None
         ver = ep.dist.version if ep.dist is not None else None
@@ -146,49 +183,96 @@ def open_image(path: str | Path, *, scene: int | str | None = None, probe: bool 
 
     Raises
     ------
-    UnreadableImage: empty, missing, truncated, corrupt or unsupported file.
+    UnreadableImage: empty, missing, truncated, corrupt or unsupported file; its ``kind``
+        says which of the three classes of :mod:`microfair.imaging.errors` it is.
     """
     path = Path(path)
     if not path.exists():
-        raise UnreadableImage(path, "file not found")
+        raise UnreadableImage(path, "file not found (the raw copy is missing)")
     if path.is_file() and path.stat().st_size == 0:
         raise UnreadableImage(path, "empty file (0 bytes): the copy or the acquisition did not finish")
     label = _format_label(path)
-    attempts: list[str] = []
+    attempts: list[_Attempt] = []
     for plugin in candidate_plugins(path):
         try:
-            options = copy.deepcopy(READER_OPTIONS.get(plugin.name, {}))  # readers mutate them
-            img = BioImage(path, reader=plugin.reader(), **options)
-            _select_and_probe(img, scene, probe)
+            img = _open_with(plugin, path)
         except Exception as err:  # noqa: BLE001 - every failure is reported to the caller
-            attempts.append(f"{plugin.name}: {_short(err)}")
+            attempts.append(_Attempt(plugin.name, err, *errors.classify(err)))
+            log.info("%s: reader %s cannot read it: %s", path.name, plugin.name, _short(err))
+            continue
+        try:
+            _select_and_probe(img, scene, probe)
+        except _NoSuchScene as err:
+            raise UnreadableImage(path, str(err), errors.UNSUPPORTED_LAYOUT) from err
+        except Exception as err:  # noqa: BLE001
+            attempts.append(_Attempt(plugin.name, err, *errors.classify(err)))
             log.info("%s: reader %s cannot read it: %s", path.name, plugin.name, _short(err))
             continue
         log.info("%s: read with %s", path.name, plugin.name)
         return img
     if attempts:
-        # a plugin for this format exists and failed: the file is damaged. Bio-Formats is
-        # not asked, because it may read a truncated file without complaint.
-        raise UnreadableImage(path, f"truncated or corrupt {label}: " + "; ".join(attempts))
+        # a plugin for this format exists and failed. Bio-Formats is not asked, because it
+        # may read a truncated file without complaint.
+        raise _verdict(path, label, attempts)
     from microfair.imaging import bioformats  # lazy: never start a JVM unless needed
 
     if not bioformats.is_configured():
-        raise UnreadableImage(path, f"no reader supports this file ({label}); "
-                              "install a bioio plugin or configure the Bio-Formats fallback")
+        raise UnreadableImage(path, f"no reader supports this file ({label}); install {_install_hint(path)}",
+                              errors.NO_READER)
     try:
         img = BioImage(path, reader=bioformats.reader_class())
         _select_and_probe(img, scene, probe)
     except Exception as err:  # noqa: BLE001
         raise UnreadableImage(path, f"no reader supports this file ({label}); "
-                              f"Bio-Formats: {_short(err)}") from err
+                              f"Bio-Formats: {_short(err)}", errors.NO_READER) from err
     log.info("%s: read with Bio-Formats (no bioio plugin reads this format)", path.name)
     return img
+
+
+def _open_with(plugin: ReaderPlugin, path: Path) -> BioImage:
+    """BioImage over ``plugin``; a failed construction re-raises the reader's own exception."""
+    options = copy.deepcopy(READER_OPTIONS.get(plugin.name, {}))  # readers mutate them
+    try:
+        return BioImage(path, reader=plugin.reader(), **copy.deepcopy(options))
+    except UnsupportedFileFormatError as exc:
+        wrapped = exc
+    # bioio wrapped the reader's exception in its own message; construct once more, bare, to
+    # let what the reader really said propagate (its type carries the class of the failure)
+    plugin.reader()(path, **options)
+    raise wrapped
+
+
+def _verdict(path: Path, label: str, attempts: list[_Attempt]) -> UnreadableImage:
+    """One verdict from every reader's failure: the best-ranked explicit class wins, else damaged."""
+    deciding = next((a for a in attempts if a.explicit), attempts[0])
+    detail = "; ".join(a.text() for a in [deciding] + [a for a in attempts if a is not deciding])
+    if deciding.kind == errors.UNSUPPORTED_LAYOUT:
+        reason = f"{label} with a layout no reader maps: {detail}"
+    elif deciding.kind == errors.NO_READER:
+        reason = f"the reader of this {label} needs a library that is not installed: {detail}"
+    else:
+        reason = f"{errors.summary(deciding.error)} {label}: {detail}"
+    return UnreadableImage(path, reason, deciding.kind)
+
+
+def _install_hint(path: Path) -> str:
+    name = path.name.lower()
+    hint = next((h for ext, h in INSTALL_HINTS.items() if name.endswith(ext)), None)
+    text = f"{hint}, or configure {BIOFORMATS_HINT}" if hint else BIOFORMATS_HINT
+    installed_plugins()  # fills _BROKEN
+    if _BROKEN:
+        text += "; reader plugins that failed to load: " + "; ".join(f"{k} ({v})" for k, v in _BROKEN.items())
+    return text
+
+
+class _NoSuchScene(IndexError):
+    pass
 
 
 def _select_and_probe(img: BioImage, scene: int | str | None, probe: bool) -> None:
     if scene is not None:
         if isinstance(scene, int) and not 0 <= scene < len(img.scenes):
-            raise IndexError(f"scene {scene} does not exist (the file has {len(img.scenes)})")
+            raise _NoSuchScene(f"scene {scene} does not exist (the file has {len(img.scenes)})")
         img.set_scene(scene)
     _ = img.dims  # parses the header of the selected scene
     if not probe:
