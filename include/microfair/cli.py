@@ -294,7 +294,7 @@ def release_logging(handler: logging.Handler) -> None:
 
 
 #: Stage packages that add their own sub-commands with ``register(subparsers)``.
-EXTENSIONS = ("microfair.backup.cli", "microfair.deposit.cli", "microfair.irods.cli")
+EXTENSIONS = ("microfair.backup.cli", "microfair.deposit.cli", "microfair.irods.cli", "microfair.provenance.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from microfair.provenance.chain import read_chain
 from microfair.provenance.crate import build_crate
 from microfair.provenance.digest import CRATE_NAME
 from microfair.provenance.facts import RECORD, snapshot_facts
@@ -47,6 +48,23 @@ def crate_paths(cfg: Any, ds: Any) -> list[CratePlace]:
     if ds.raw_path:
         out.append(CratePlace("reports", report_dir(cfg, ds)))
     return out
+
+
+def crate_file(cfg: Any, ledger: Any, uid: str) -> Path | None:
+    """The crate in the dataset's reports folder (what the dashboard serves), or None when there is none."""
+    ds = ledger.get(uid)
+    if ds is None or not ds.raw_path:
+        return None
+    place = next((p for p in crate_paths(cfg, ds) if p.where == "reports"), None)
+    return place.path if place is not None and place.path.is_file() else None
+
+
+def chain_summary(crate: dict[str, Any]) -> dict[str, Any]:
+    """What the dashboard shows without rebuilding the crate: each action in one line, the data entities."""
+    chain = read_chain(crate)
+    return {"steps": [{"name": s.name, "status": s.status, "start": s.start, "end": s.end,
+                       "tools": s.tools[:4], "agents": s.agents[:3], "error": s.error} for s in chain.steps],
+            "identifiers": chain.identifiers, "licence": chain.licence, "data_entities": len(chain.data)}
 
 
 def dumps(crate: dict[str, Any]) -> str:
@@ -99,15 +117,18 @@ def _refresh(cfg: Any, ledger: Any, uid: str) -> list[Path]:
     if ds is None or not ds.raw_path or ds.state == "quarantined":
         return []
     ledger.put_record(uid, RECORD, snapshot_facts(cfg, ledger, uid))
-    written, crates = [], {}
+    written, crates, summary = [], {}, None
     for place in crate_paths(cfg, ds):
-        text = dumps(build_crate(ledger, uid, place.root))
+        crate = build_crate(ledger, uid, place.root)
+        text = dumps(crate)
         if write_crate(place.path, text):
             written.append(place.path)
         crates[place.where] = {"path": str(place.path), "bytes": len(text.encode("utf-8"))}
+        summary = chain_summary(crate)
     body = ledger.get_record(uid, RECORD) or {}
-    if written or body.get("crates") != crates:
-        ledger.put_record(uid, RECORD, {**body, "crates": crates, "updated_at": _now(), "warnings": []})
+    if written or body.get("crates") != crates or body.get("chain") != summary:
+        ledger.put_record(uid, RECORD, {**body, "crates": crates, "chain": summary, "updated_at": _now(),
+                                        "warnings": []})
     if written:
         log.info("%s: RO-Crate written to %s", uid, ", ".join(str(p) for p in written))
     return written

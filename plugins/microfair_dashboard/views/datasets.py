@@ -74,3 +74,14 @@ def thumbnail(uid: str, n: int, user: Reader, loaded: Loaded) -> FileResponse:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "thumbnail not found in the dataset's report folder")
     return FileResponse(real, media_type=mimetypes.guess_type(real.name)[0] or "application/octet-stream",
                         headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.get("/datasets/{uid}/ro-crate")
+def ro_crate(uid: str, user: Reader, loaded: Loaded) -> FileResponse:
+    from microfair.provenance.write import crate_file
+
+    cfg, ledger = loaded
+    path = crate_file(cfg, ledger, uid)
+    if path is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no RO-Crate in the dataset's report folder yet")
+    return FileResponse(path, media_type="application/ld+json", filename=f"{uid}-ro-crate-metadata.json")
