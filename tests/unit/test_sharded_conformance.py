@@ -106,3 +106,19 @@ def test_signed_integers_round_half_up(tmp_path, dtype):
     result = convert_to_zarr(open_image(src), tmp_path / "s.ome.zarr", settings=settings(), ome_xml=None)
     assert check_levels(result.path, 0, data[None]) == 3
     assert zarr.open_group(str(result.path / "0"), mode="r")["1"][0, 0, 0, 0, :2].tolist() == [-2, -2]
+
+
+def test_the_sharded_result_opens_in_bioio_ome_zarr_at_every_resolution_level(tmp_path):
+    """bioio-ome-zarr (not a dependency yet: skipped without it) reads each image group, every level identical.
+    It refuses the bioformats2raw root by design ("describes multiple image series"), so the image group is opened."""
+    reader_module = pytest.importorskip("bioio_ome_zarr")
+    shape = (1, 2, 2, 75, 93)
+    result = convert_to_zarr(synthetic_image(shape, chunk_xy=32, tile=32, seed=56), tmp_path / "b.ome.zarr",
+                             settings=settings(), ome_xml=None)
+    reader = reader_module.Reader(str(result.path / "0"))
+    assert reader.channel_names == ["C0", "C1"] and reader.resolution_levels == (0, 1, 2, 3)
+    want = TexturedVolume(shape, tile=32, seed=56)[:, :, :, :, :]
+    for level in reader.resolution_levels:
+        reader.set_resolution_level(level)
+        np.testing.assert_array_equal(np.asarray(reader.get_image_dask_data("TCZYX")), want)
+        want = mean2x2(want)
