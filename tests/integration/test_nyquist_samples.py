@@ -59,8 +59,8 @@ def test_leica_xz_scans_judge_the_depth_axis_as_axial(testdata: Path) -> None:
 def test_leica_tilescan_without_objective_and_negative_step(testdata: Path) -> None:
     r = report_of(testdata / "leica_lasx_simulator_tilescan.lif")
     ch = r["scenes"][0]["channels"][0]
-    assert ch["summary"] == ("not computable: missing objective NA, objective immersion (refractive index), "
-                             "emission wavelength")
+    assert ch["summary"] == ("not computable: missing objective NA, emission wavelength, objective immersion "
+                             "(refractive index)")
     meta = [f for f in r["flags"] if f["metric"] == "nyquist_metadata"]
     assert meta and "z pixel size -6.22761 µm is not positive" in meta[0]["reason"]
 
@@ -70,6 +70,11 @@ def test_olympus_oib(testdata: Path) -> None:
         r = report_of(testdata / "olympus_fv1000_3ch.oib")
     except UnreadableImage as exc:
         pytest.skip(f"no OIB reader in this checkout yet: {exc}")
-    ch = r["scenes"][0]["channels"][0]
-    assert r["scenes"][0]["na"] == pytest.approx(0.75)  # UPLFLN 40x/0.75
-    assert ch["computable"] or "missing" in ch.get("summary", "")
+    # UPLFLN 40x/0.75, no immersion recorded: the lateral distance needs only NA (lambda / (4 NA)), the axial n
+    assert r["scenes"][0]["na"] == pytest.approx(0.75)
+    ch1, ch2, td = r["scenes"][0]["channels"]
+    assert ch1["summary"].startswith("not computable: missing emission wavelength")
+    x = {a["axis"]: a for a in ch2["axes"]}["x"]
+    assert x["nyquist_nm"] == pytest.approx(ch2["wavelength_nm"] / 3, abs=0.01)
+    assert x["verdict"] == "ok" and x["ratio"] == pytest.approx(x["pixel_nm"] / (ch2["wavelength_nm"] / 3), rel=1e-3)
+    assert ch2["summary"] == "axial not computable: missing objective immersion (refractive index)"

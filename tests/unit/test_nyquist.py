@@ -96,8 +96,13 @@ def test_missing_na_is_not_computable_and_names_what_is_missing() -> None:
     assert ch["summary"] == "not computable: missing objective NA, emission wavelength"
     assert {a["verdict"] for a in ch["axes"]} == {"not computable"}
     assert r["flags"] == []  # missing metadata is reported, not flagged
-    no_immersion = nyquist_report(ome(immersion=None))["scenes"][0]["channels"][0]
-    assert "objective immersion (refractive index)" in no_immersion["summary"]
+    # without the immersion medium the lateral distance still follows (n sin(alpha) = NA), the axial one not
+    no_immersion = nyquist_report(ome(immersion=None, mode="WideField"))
+    ch = no_immersion["scenes"][0]["channels"][0]
+    assert ch["summary"] == "axial not computable: missing objective immersion (refractive index)"
+    a = axes(no_immersion)
+    assert a["x"]["nyquist_nm"] == pytest.approx(520 / 4 / 1.4, abs=0.01) and a["x"]["verdict"] == "ok"
+    assert a["z"]["verdict"] == "not computable" and "immersion" in a["z"]["reason"]
 
 
 @pytest.mark.parametrize(("kwargs", "words"), [

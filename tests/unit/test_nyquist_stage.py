@@ -24,8 +24,8 @@ def test_qc_stage_records_nyquist_for_a_file_without_na_and_for_one_with_optics(
 
     plain = ledger.get_record(without_na, "nyquist")
     channels = plain["scenes"][0]["channels"]
-    assert [c["summary"] for c in channels] == ["not computable: missing objective NA, objective immersion "
-                                                "(refractive index), emission wavelength"] * 2
+    assert [c["summary"] for c in channels] == ["not computable: missing objective NA, emission wavelength, "
+                                                "objective immersion (refractive index)"] * 2
     assert plain["flags"] == []
 
     record = ledger.get_record(with_optics, "nyquist")

@@ -245,7 +245,8 @@ class ChannelSampling:
     wavelength_nm: float | None
     wavelength_kind: str | None  # emission | excitation
     axes: list[AxisSampling] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # needed for both axes
+    axial_missing: list[str] = field(default_factory=list)  # needed for the axial distance only
     contradictions: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -279,7 +280,7 @@ def _channel(scene: SceneOptics, ch: ChannelOptics, factor: float, tolerance: fl
         missing.append("objective NA")
     elif scene.na <= 0:
         contra.append(f"objective NA {scene.na:g} is not positive")
-    n = _refractive_index(scene, missing, notes)
+    n = _refractive_index(scene, out.axial_missing, notes)  # n sin(alpha) = NA: lateral needs no n
     if scene.na is not None and n is not None and scene.na > 0 and scene.na >= n:
         contra.append(f"objective NA {scene.na:g} is not below the immersion refractive index {n:g}"
                       + (f" ({scene.immersion})" if scene.immersion else "") + ": no objective can do that")
@@ -316,8 +317,11 @@ def _channel(scene: SceneOptics, ch: ChannelOptics, factor: float, tolerance: fl
     computable = not missing and not contra
     lateral = axial = None
     if computable:
-        lateral, axial = nyquist_nm("widefield" if modality in ("unknown", "light_sheet") else modality,
-                                    out.wavelength_nm, scene.na, n)  # type: ignore[arg-type]
+        rule = "widefield" if modality in ("unknown", "light_sheet") else modality
+        if n is not None:
+            lateral, axial = nyquist_nm(rule, out.wavelength_nm, scene.na, n)  # type: ignore[arg-type]
+        else:  # without n only the lateral distance: lambda / (4 NA), halved for confocal
+            lateral = out.wavelength_nm / (4 * scene.na) / (2 if rule in ("confocal", "multiphoton") else 1)  # type: ignore
     for axis in "xyz":
         direction = "axial" if axis in scene.axial_axes else "lateral"
         pixel = scene.pixel_nm.get(axis)
@@ -331,7 +335,8 @@ def _channel(scene: SceneOptics, ch: ChannelOptics, factor: float, tolerance: fl
             contra.append(f"{axis} pixel size {pixel / 1000:g} µm is not positive")
             a.reason = f"{axis} pixel size is not positive"
         elif target is None:
-            a.reason = "not computable: missing " + ", ".join(missing) if missing else "contradictory metadata"
+            lack = missing + (out.axial_missing if direction == "axial" else [])
+            a.reason = "not computable: missing " + ", ".join(lack) if lack else "contradictory metadata"
         else:
             a.ratio = round(pixel / target, 4)
             if a.ratio > tolerance:
@@ -413,7 +418,9 @@ def nyquist_report(ome_xml: str | None, thresholds: QcThresholds | None = None, 
             body = asdict(cs)
             body["computable"] = cs.computable
             if cs.missing:
-                body["summary"] = "not computable: missing " + ", ".join(dict.fromkeys(cs.missing))
+                body["summary"] = "not computable: missing " + ", ".join(dict.fromkeys(cs.missing + cs.axial_missing))
+            elif cs.axial_missing:
+                body["summary"] = "axial not computable: missing " + ", ".join(dict.fromkeys(cs.axial_missing))
             entry["channels"].append(body)
             for problem in dict.fromkeys(cs.contradictions):
                 flags.append({"metric": "nyquist_metadata", "value": None, "threshold": None,
