@@ -120,6 +120,41 @@ CONNECTION_TYPES: dict[str, dict[str, Any]] = {
             "placeholders": {"host": "https://eln.example.org"},
         },
     },
+    "dataverse": {
+        "hook-class-name": f"{HOOKS}.dataverse.DataverseHook",
+        "hook-name": "Dataverse native API",
+        "ui-field-behaviour": {
+            "hidden-fields": ["schema", "port", "login"],
+            "relabeling": {"host": "Installation URL", "password": "API token"},
+            "placeholders": {"host": "https://entrepot.recherche.data.gouv.fr",
+                             "extra": '{"collection": "my-facility", "direct_upload": "auto"}'},
+        },
+        "conn-fields": {
+            "collection": _field("Collection", "alias of the collection (dataverse) to deposit into"),
+            "direct_upload": _field("Direct upload", "auto (ask the installation), true or false",
+                                    enum=["auto", "true", "false"]),
+            "max_files_per_request": {"label": "Files per request", "description": "1000 (Recherche Data Gouv)",
+                                      "schema": {"type": ["integer", "null"], "minimum": 1}},
+            "biomedical": _field("Biomedical block", "true to fill the biomedical metadata block",
+                                 enum=["true", "false"]),
+        },
+    },
+    "zenodo": {
+        "hook-class-name": f"{HOOKS}.zenodo.ZenodoHook",
+        "hook-name": "Zenodo deposition API",
+        "ui-field-behaviour": {
+            "hidden-fields": ["schema", "port", "login"],
+            "relabeling": {"host": "Zenodo URL", "password": "Personal access token"},
+            "placeholders": {"host": "https://sandbox.zenodo.org"},
+        },
+        "conn-fields": {
+            "community": _field("Community", "identifier of a community to submit the record to"),
+            "max_files": {"label": "Files per record", "description": "100 on zenodo.org",
+                          "schema": {"type": ["integer", "null"], "minimum": 1}},
+            "max_bytes": {"label": "Bytes per record", "description": "50 GB on zenodo.org",
+                          "schema": {"type": ["integer", "null"], "minimum": 1}},
+        },
+    },
 }
 
 

@@ -24,7 +24,7 @@ from microfair_airflow.provider import get_provider_info, ui_field_behaviour  # 
 
 AIRFLOW = Path(jsonschema.__file__).parents[1] / "airflow"  # site-packages/airflow
 TYPES = {"irods": "IrodsHook", "dask": "DaskHook", "restic": "ResticHook", "biostudies": "BiostudiesHook",
-         "datacite": "DataciteHook", "elabftw": "ElabftwHook"}
+         "datacite": "DataciteHook", "elabftw": "ElabftwHook", "dataverse": "DataverseHook", "zenodo": "ZenodoHook"}
 SECRET = "pw-for-the-provider-test-9f3"
 
 
