@@ -7,6 +7,7 @@ side is checked against the Zarr's attributes read with zarr-python, not through
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 from pathlib import Path
@@ -192,3 +193,46 @@ def test_real_leica_file(tmp_path: Path) -> None:
         assert first[key]["targets"]["zarr_ome_xml"]["status"] == "carried"
     assert report["summary"]["fields_read"] > 10
     assert report["summary"]["by_target"]["ngff"]["differs"] == 0
+
+
+def test_convert_stage_writes_the_report_and_the_dataset_page_shows_it(facility_config, ledger, monkeypatch,
+                                                                       tmp_path: Path) -> None:
+    """Through the real stages (collect → validate → convert): file, ledger record, dashboard section."""
+    from tests.support.dashboard import dashboard_client
+    from tests.support.real_ingest import DAY, _age, ingest
+
+    raw = facility_config.landing_zones[0].path / "DEMO/Cells/e1" / f"{DAY}_DEMO_Cells_ALebon_Rich_RAW_v01.ome.tiff"
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    _rich_ome_tiff(raw)
+    _age(raw)
+    states = ingest(facility_config, ledger)
+    (uid,) = states
+    assert states[uid] == "qc_done"
+    ds = ledger.require(uid)
+    record = ledger.get_record(uid, "metadata_report")
+    (path,) = [Path(f.path) for f in ledger.files(uid, "report") if f.path.endswith("metadata_report.json")]
+    assert json.loads(path.read_text(encoding="utf-8")) == record
+    assert record["zarr"]["path"] == ds.zarr_path and record["summary"]["lost"] == []
+    assert _rows(record, channel=1)["emission_wavelength"]["targets"]["rembi"]["status"] == "carried"
+
+    # a lost field, as a facility would see it: the Zarr's OME-XML removed, so the detector survives nowhere
+    (Path(ds.zarr_path) / "OME" / "METADATA.ome.xml").unlink()
+    from microfair.ingest import report_dir
+    from microfair.metadata.report import record_metadata_report
+
+    reports = report_dir(facility_config, ds)
+    source_xml = (reports / "METADATA.ome.xml").read_text(encoding="utf-8")
+    record_metadata_report(ledger, uid, reports, Path(ds.zarr_path), source_xml)
+    with dashboard_client(facility_config, ledger, monkeypatch) as client:
+        html = client.get(f"/datasets/{uid}").text
+    section = re.search(r'<section data-testid="metadata-report">(.*?)</section>', html, re.S)
+    assert section, "no metadata report section"
+    body = section.group(1)
+    assert "16 fields read from the source" in body and "2 lost" in body
+    targets = dict(re.findall(r'<tr data-target="(\w+)"><th>[^<]*</th><td class="num">(\d+)</td>', body))
+    assert targets == {"ngff": "5", "zarr_ome_xml": "0", "rembi": "14", "dublin_core": "0"}  # carried per place
+    lost = re.search(r'<table class="grid" data-testid="metadata-report-lost">(.*?)</table>', body, re.S).group(1)
+    assert lost.count("<tr>") == 3 and "Detector" in lost and "no detector field" in lost  # header + 2 channels
+    assert "None" not in body and "{" not in body
+    others = re.search(r'<section data-testid="other-records">(.*?)</section>', html, re.S)
+    assert not others or "metadata_report" not in others.group(1)

@@ -243,10 +243,12 @@ def _where(image: dict[str, Any], channel: dict[str, Any] | None) -> str:
 
 
 def summarise(images: list[dict[str, Any]]) -> dict[str, Any]:
-    """Counts per place and status, the fields no place carried (lost) and the values that differ."""
+    """Counts per place and status, the fields no place carried (lost), and the values that differ or are
+    missing (``problems``, one line each; ``problem_groups``, one entry per place, status and reason)."""
     counts = {t: {"carried": 0, "differs": 0, "missing": 0, "no field": 0} for t in TARGETS}
     read = not_in_source = 0
     lost, problems = [], []
+    grouped: dict[tuple[str, str, str], list[str]] = {}
     for image in images:
         groups = [(None, image["fields"])] + [(ch, ch["fields"]) for ch in image["channels"]]
         for channel, rows in groups:
@@ -261,28 +263,44 @@ def summarise(images: list[dict[str, Any]]) -> dict[str, Any]:
                     if verdict["status"] in ("differs", "missing"):
                         problems.append(f"{where}: {row['label']} {verdict['status']} in {TARGETS[target]}: "
                                         f"{verdict['reason']}")
+                        key = (target, verdict["status"], verdict["reason"])
+                        grouped.setdefault(key, []).append(f"{where}: {row['label']}")
                 if not row["kept"]:
                     lost.append({"where": where, "field": row["field"], "label": row["label"],
                                  "reasons": {t: v.get("reason") for t, v in row["targets"].items()}})
     return {"fields_read": read, "not_in_source": not_in_source, "kept": read - len(lost), "lost": lost,
-            "by_target": counts, "problems": problems}
+            "by_target": counts, "problems": problems,
+            "problem_groups": [{"target": t, "status": st, "reason": why, "fields": f}
+                               for (t, st, why), f in grouped.items()]}
 
 
 def record_metadata_report(ledger: Any, uid: str, reports: Path, zarr_path: Path, ome_xml: str | None) -> Path:
     """Build the report from the ledger's records and the written Zarr; write ``metadata_report.json``
-    to ``reports``, store it as ledger record ``metadata_report`` and register the file."""
+    to ``reports``, store it as ledger record ``metadata_report`` and register the file.
+
+    The report is a diagnosis of a conversion that already succeeded: if it cannot be built, the
+    error is logged and recorded in its place (``{"error": ...}``), and the conversion stands.
+    """
     from microfair.ingest import write_json
 
-    report = build_metadata_report(
-        uid=uid, ome_xml=ome_xml, image_metadata=ledger.get_record(uid, "image_metadata"), zarr_path=zarr_path,
-        rembi=ledger.get_record(uid, "rembi"), dublin_core=ledger.get_record(uid, "dublin_core"),
-    )
+    try:
+        report = build_metadata_report(
+            uid=uid, ome_xml=ome_xml, image_metadata=ledger.get_record(uid, "image_metadata"), zarr_path=zarr_path,
+            rembi=ledger.get_record(uid, "rembi"), dublin_core=ledger.get_record(uid, "dublin_core"),
+        )
+    except Exception as err:  # noqa: BLE001 - reported, never hidden, never fatal to the conversion
+        log.exception("%s: the metadata report could not be built", uid)
+        report = {"uid": uid, "error": f"the metadata report could not be built: {type(err).__name__}: {err}"}
+        path = write_json(Path(reports) / FILE_NAME, report)
+        ledger.put_record(uid, RECORD_KIND, report)
+        return path
     path = write_json(Path(reports) / FILE_NAME, report)
     ledger.put_record(uid, RECORD_KIND, report)
     ledger.add_file(uid, "report", path)
     s = report["summary"]
     log.info("%s: metadata report: %d field(s) read from the source, %d kept, %d lost%s", uid, s["fields_read"],
              s["kept"], len(s["lost"]), f"; {len(s['problems'])} problem(s)" if s["problems"] else "")
-    for problem in s["problems"]:
-        log.warning("%s: metadata: %s", uid, problem)
+    if s["problems"]:
+        log.warning("%s: metadata not carried over as read: %s%s", uid, "; ".join(s["problems"][:5]),
+                    f" (and {len(s['problems']) - 5} more, see {path})" if len(s["problems"]) > 5 else "")
     return path
