@@ -131,6 +131,7 @@ def convert_dataset(cfg: FacilityConfig, ledger: Ledger, uid: str, ctx: RunConte
     from microfair.convert import convert_to_zarr
     from microfair.convert.proof import record_pixel_proof
     from microfair.imaging import UnreadableImage, open_image
+    from microfair.metadata.report import record_metadata_report
     from microfair.qc import write_qc_report
 
     ds = ledger.require(uid)
@@ -148,6 +149,7 @@ def convert_dataset(cfg: FacilityConfig, ledger: Ledger, uid: str, ctx: RunConte
         result = convert_to_zarr(img, out, settings=cfg.conversion, ome_xml=ome_xml or None, qc=cfg.qc,
                                  client=client, overwrite=True, uid=uid)
         qc_json = write_qc_report(result.qc, reports, uid=uid)
+        record_metadata_report(ledger, uid, reports, out, ome_xml)  # metadata_report.json: what reached the Zarr
         ledger.add_file(uid, "zarr", out, size_bytes=result.written_bytes)
         ledger.add_file(uid, "report", qc_json)
         ledger.update(uid, state="converted", zarr_path=str(out))
