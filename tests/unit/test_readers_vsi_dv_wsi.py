@@ -155,3 +155,72 @@ def test_vsi_waits_while_its_companion_folder_changes(testdata, facility_config,
     second = scan(facility_config, ledger, now=t0 + 40)
     assert second.ready == [] and "companion files changed" in second.waiting[0].why
     assert [Path(a.source) for a in scan(facility_config, ledger, now=t0 + 80).ready] == [landed]
+
+
+def test_vsi_without_its_folder_says_missing_companion_files_and_names_it(testdata, tmp_path: Path) -> None:
+    lonely = tmp_path / "lonely.vsi"
+    shutil.copyfile(testdata / VSI, lonely)
+    with pytest.raises(UnreadableImage) as err:
+        open_image(lonely)
+    assert "missing companion files" in err.value.reason and "'_lonely_/'" in err.value.reason
+    assert getattr(err.value, "kind", "damaged") == "damaged"  # incomplete: re-copy from the instrument PC
+    (tmp_path / "_lonely_" / "stack1").mkdir(parents=True)  # the folder, but no .ets in it
+    with pytest.raises(UnreadableImage, match="missing companion files"):
+        open_image(lonely)
+
+
+def test_vsi_planes_match_an_independent_decode_of_the_ets_tiles(testdata) -> None:
+    from tests.support.ets import decode_tile, read_tiles
+
+    img = open_image(testdata / VSI)
+    assert reader_identity(img)[0] == "microfair-vsi"
+    ets = testdata / "olympus_vsi" / "_vsi-ets-test-jpg2k_" / "stack1" / "frame_t_0.ets"
+    header, tiles = read_tiles(ets)
+    by_cz = {(t.coords[4], t.coords[3]): t for t in tiles if t.coords[-1] == 0}
+    lazy = img.dask_data
+    for c, z in [(0, 0), (0, 4), (1, 10)]:  # (0, 0) is all zero in the file itself, not a decode problem
+        np.testing.assert_array_equal(lazy[0, c, z].compute(), decode_tile(ets, header, by_cz[c, z]))
+    assert img.physical_pixel_sizes.X == pytest.approx(0.10833, rel=1e-4)
+    channels = img.ome_metadata.images[0].pixels.channels  # bioio-vsi parses them; we carry them to OME
+    assert [(c.name, c.emission_wavelength) for c in channels] == [("C405", 455.0), ("C488", 518.0)]
+
+
+def test_vsi_truncated_at_half_is_damaged(testdata, tmp_path: Path) -> None:
+    path = _truncated(testdata / VSI, tmp_path / "cut.vsi")
+    shutil.copytree(testdata / "olympus_vsi" / "_vsi-ets-test-jpg2k_", tmp_path / "_cut_")
+    with pytest.raises(UnreadableImage) as err:
+        open_image(path)
+    assert "truncated or corrupt" in err.value.reason
+
+
+# --- DeltaVision DV, written on the fly with mrc (the library bioio-dv reads with) ---------------------------
+
+def write_dv(path: Path) -> np.ndarray:
+    import mrc
+
+    data = np.random.default_rng(3).integers(0, 4000, (2, 5, 32, 48), dtype=np.uint16)  # C, Z, Y, X
+    mrc.save(data, str(path), zAxisOrder="wz", metadata={"dx": 0.1, "dy": 0.1, "dz": 0.3, "wave0": 525,
+                                                         "wave1": 610})
+    return data
+
+
+def test_dv_two_channels_read_with_wavelengths(tmp_path: Path) -> None:
+    from microfair.metadata import extract_metadata
+
+    path = tmp_path / "cells.dv"
+    data = write_dv(path)
+    img = open_image(path)
+    assert reader_identity(img)[0] == "microfair-dv"
+    assert list(img.channel_names) == ["525 nm", "610 nm"]
+    np.testing.assert_array_equal(img.dask_data.compute()[0], data)
+    assert img.physical_pixel_sizes.Z == pytest.approx(0.3)
+    (scene,) = extract_metadata(img).scenes
+    assert [c.emission_nm for c in scene.channels] == [525.0, 610.0]
+
+
+def test_dv_truncated_at_half_is_damaged(tmp_path: Path) -> None:
+    full = tmp_path / "full.dv"
+    write_dv(full)
+    with pytest.raises(UnreadableImage) as err:
+        open_image(_truncated(full, tmp_path / "cut.dv"))
+    assert "truncated or corrupt" in err.value.reason
