@@ -22,6 +22,7 @@ from xml.etree import ElementTree
 
 import numpy as np
 
+from microfair.imaging.errors import UnsupportedLayout
 from microfair.imaging.ome_build import ChannelSpec, ObjectiveSpec
 
 #: bioio's axes, in the order our reader returns them.
@@ -42,7 +43,7 @@ FREE_SLOTS = ("T", "Z")
 CHANNEL_PARTS = ("C", *SPECTRAL)
 
 
-class LifLayoutError(ValueError):
+class LifLayoutError(UnsupportedLayout):  # a ValueError: the class 'unsupported layout' (errors.py)
     """The image has an axis layout this reader does not map (for example FLIM or mosaics).
 
     The message names the axes; the file itself is valid (liffile reads it)."""

@@ -134,7 +134,7 @@ class Reader(bioio_base.reader.Reader):
         if isinstance(info, Exception):
             raise exceptions.UnsupportedFileFormatError(
                 READER_NAME, self._path, f"scene {self.current_scene!r}: {info}"
-            )
+            ) from info  # its type says which class of failure it is (errors.classify)
         return info
 
     @property

@@ -107,8 +107,9 @@ _BROKEN: dict[str, str] = {}
 
 @lru_cache(maxsize=1)
 def installed_plugins() -> tuple[ReaderPlugin, ...]:
-    """Every bioio reader plugin that loads; a broken one is logged and skipped."""
+    """Every bioio reader plugin that loads; a broken one is logged, skipped and remembered."""
     found = []
+    _BROKEN.clear()
     for ep in entry_points(group="bioio.readers"):
         try:
             module = ep.load()
