@@ -49,7 +49,8 @@ def seeded(facility_config, ledger):
                       .values(collected_at=NOW - timedelta(days=i), size_bytes=GIB))
         s.execute(insert(StageEvent), [
             {"dataset_id": None, "stage": "backup", "state": "succeeded", "attempt": 1,
-             "started_at": NOW - timedelta(days=7 * (12 - k), minutes=5), "ended_at": NOW - timedelta(days=7 * (12 - k)),
+             "started_at": NOW - timedelta(days=7 * (12 - k), minutes=5),
+             "ended_at": NOW - timedelta(days=7 * (12 - k)),
              "details": {"target": "second-disk", "repository_bytes": 7 * GIB * k}} for k in range(13)])
     facility_config.forecast.target_capacity_bytes = {"offsite": 100 * GIB}
     return facility_config, ledger

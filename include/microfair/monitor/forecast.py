@@ -330,8 +330,8 @@ def forecast_alerts(cfg: Any, ledger: Ledger, *, now: datetime | None = None,
         key, warning = f"{g.kind}:{g.name}", g.warning is not None
         if warning == last.get(key, False):
             continue
-        ledger.audit("microfair-alerts", STATE_ACTION, None, {"key": key, "warning": warning,
-                                                              "fills_on": g.fills_on.isoformat() if g.fills_on else None})
+        fills_on = g.fills_on.isoformat() if g.fills_on else None
+        ledger.audit("microfair-alerts", STATE_ACTION, None, {"key": key, "warning": warning, "fills_on": fills_on})
         if warning:
             log.warning("storage forecast: %s", g.warning)
             out.append(Alert(kind="storage_filling", event_id=0, uid=None, name=None, microscope=None, project=None,
@@ -363,7 +363,7 @@ def render_forecast(fc: Forecast, fp: Footprint) -> str:
     lines.append(f"Footprint ({fp.note}):")
     for r in fp.rows:
         lines.append(f"  {r.year} {r.project:<14} {format_bytes(r.stored_bytes):>10} stored  "
-                     f"{r.tb_years:8.3f} TB-years  {r.kwh:9.1f} kWh  {r.kgco2e:8.1f} kg CO2e")
+                     f"{r.tb_years:8.3g} TB-years  {r.kwh:9.3g} kWh  {r.kgco2e:8.3g} kg CO2e")
     if not fp.rows:
         lines.append("  nothing stored yet")
     return "\n".join(lines)

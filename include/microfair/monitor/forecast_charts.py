@@ -115,7 +115,8 @@ def footprint_svg(fp: Footprint, *, width: int = 760, height: int = 200) -> str:
             parts.append(f'<rect x="{x:.1f}" y="{base:.1f}" width="{bar:.1f}" height="{h:.1f}" '
                          f'fill="{PALETTE[k % len(PALETTE)]}" data-year="{year}" data-project="{escape(project)}">'
                          f'<title>{year} {escape(project)}: {row.kgco2e:.3g} kg CO₂e, {row.kwh:.3g} kWh, '
-                         f'{row.tb_years:.3g} TB-years ({escape(format_bytes(row.stored_bytes))} stored)</title></rect>')
+                         f'{row.tb_years:.3g} TB-years ({escape(format_bytes(row.stored_bytes))} stored)'
+                         '</title></rect>')
         parts.append(f'<text x="{x + bar / 2:.1f}" y="{height - 8}" text-anchor="middle" class="axis">{year}</text>')
     for k, project in enumerate(projects):
         ly = pad_t + 14 + 16 * k

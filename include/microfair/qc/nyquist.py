@@ -321,7 +321,8 @@ def _channel(scene: SceneOptics, ch: ChannelOptics, factor: float, tolerance: fl
         if n is not None:
             lateral, axial = nyquist_nm(rule, out.wavelength_nm, scene.na, n)  # type: ignore[arg-type]
         else:  # without n only the lateral distance: lambda / (4 NA), halved for confocal
-            lateral = out.wavelength_nm / (4 * scene.na) / (2 if rule in ("confocal", "multiphoton") else 1)  # type: ignore
+            halved = 2 if rule in ("confocal", "multiphoton") else 1
+            lateral = out.wavelength_nm / (4 * scene.na) / halved  # type: ignore[operator]
     for axis in "xyz":
         direction = "axial" if axis in scene.axial_axes else "lateral"
         pixel = scene.pixel_nm.get(axis)
