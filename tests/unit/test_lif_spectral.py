@@ -152,3 +152,19 @@ def test_spectral_axis_mapping(dims, target, channel_axes, shape) -> None:
 def test_an_unmappable_layout_names_its_axes() -> None:
     with pytest.raises(LifLayoutError, match=r"A \(rotation\), N \(XT slices\)"):
         map_axes(("T", "Z", "A", "N", "Y", "X"))
+
+
+def test_an_intact_lif_with_axes_we_cannot_map_is_unsupported_layout_not_corrupt(tmp_path: Path, monkeypatch) -> None:
+    from microfair.imaging import UnreadableImage
+    from microfair.imaging.errors import UNSUPPORTED_LAYOUT
+
+    monkeypatch.delenv("MICROFAIR_BIOFORMATS_JAR", raising=False)
+    data = RNG.integers(0, 255, (2, 2, 2, 2, 5, 6), dtype=np.uint8)
+    path = write_lif(tmp_path / "rotations.lif", [LifImageSpec("TZAN", data, ("T", "Z", "A", "N", "Y", "X"))])
+    with liffile.LifFile(path) as lif:  # intact: liffile reads every pixel
+        np.testing.assert_array_equal(lif.images[0].asarray(), data)
+    with pytest.raises(UnreadableImage) as info:
+        open_image(path)
+    assert info.value.kind == UNSUPPORTED_LAYOUT
+    assert "corrupt" not in str(info.value) and "truncated" not in str(info.value)
+    assert "A (rotation)" in info.value.reason and "N (XT slices)" in info.value.reason
