@@ -18,6 +18,7 @@ file's path to the companion paths it expects, so a version copy ``slide.v2.vsi`
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -30,13 +31,13 @@ log = logging.getLogger(__name__)
 CompanionRule = Callable[[Path], list[Path]]
 
 
-def _vsi_folder(path: Path) -> list[Path]:
+def vsi_folder(path: Path) -> list[Path]:
     """cellSens: ``<stem>.vsi`` keeps its pixels in ``_<stem>_/`` beside it (bioio-vsi looks there)."""
     return [path.with_name(f"_{os.path.splitext(path.name)[0]}_")]
 
 
 #: Companion rules of third-party plugins that cannot declare their own, by plugin name.
-KNOWN_COMPANIONS: dict[str, CompanionRule] = {"bioio-vsi": _vsi_folder}
+KNOWN_COMPANIONS: dict[str, CompanionRule] = {"bioio-vsi": vsi_folder}
 
 
 @lru_cache(maxsize=1)
@@ -183,3 +184,30 @@ def publish_companions(source: Path, dest: Path, *, tag: str, copy: Callable[...
                 os.rename(tmp, target)
             log.info("%s: companion folder %s published (%d file(s))", tag, target, len(members))
     return published
+
+
+def keep_companions(file: Path, target: Path, uid: str, *, move: bool,
+                    keep: Callable[..., Path]) -> list[Path]:
+    """Put the companions of ``file`` beside its quarantined copy ``target`` (named by the rule for ``target``).
+
+    ``keep`` is quarantine's exclusive copy-or-move of one file; with ``move`` the emptied companion
+    folders are removed from the raw tree, so a quarantined acquisition leaves nothing behind there.
+    Returns where each companion file is now.
+    """
+    kept: list[Path] = []
+    targets = dict(zip(expected_companions(file), expected_companions(target)))
+    for root, f in companion_files(file):
+        into = targets[root] / f.relative_to(root) if root.is_dir() else targets[root]
+        into.parent.mkdir(parents=True, exist_ok=True)
+        kept.append(keep(f, into, uid, move=move))
+    if move:
+        for root in targets:
+            if root.is_dir() and not root.is_symlink():
+                for d in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+                    with contextlib.suppress(OSError):
+                        d.rmdir()
+                with contextlib.suppress(OSError):
+                    root.rmdir()
+    if kept:
+        log.info("%s: %d companion file(s) of %s kept beside it in quarantine", uid, len(kept), file.name)
+    return kept

@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from microfair.checksum import blake3_file
+from microfair.companions import keep_companions
 from microfair.config import FacilityConfig
 from microfair.ledger import Ledger
 from microfair.publish import publish_file
@@ -57,8 +58,10 @@ def quarantine(cfg: FacilityConfig, ledger: Ledger, uid: str, *, stage: str, rea
     ds = ledger.require(uid)
     rel = _relative_to_zone(cfg, ds.microscope, ds.source_path)
     target = quarantine_path(cfg, ds.microscope, rel, uid)
+    companions: list[Path] = []
     if file is not None and file.exists():
         target = _keep(file, target, uid, move=move)
+        companions = keep_companions(file, target, uid, move=move, keep=_keep)  # e.g. a .vsi's _<stem>_ folder
     note = {
         "uid": uid, "microscope": ds.microscope, "source": ds.source_path, "stage": stage, "reason": reason,
         "quarantined_at": datetime.now(timezone.utc).isoformat(), "file": str(target) if target.exists() else None,
@@ -69,8 +72,9 @@ def quarantine(cfg: FacilityConfig, ledger: Ledger, uid: str, *, stage: str, rea
     reason_file.write_text(json.dumps(note, indent=2), encoding="utf-8")
     ledger.update(uid, state="quarantined", reason=f"{stage}: {reason}",
                   raw_path=None if move else ds.raw_path)
-    if target.exists():
-        ledger.add_file(uid, "quarantine", target, size_bytes=target.stat().st_size)
+    for kept in [target, *companions]:
+        if kept.exists():
+            ledger.add_file(uid, "quarantine", kept, size_bytes=kept.stat().st_size)
     ledger.put_record(uid, "quarantine", note)
     log.warning("%s quarantined at %s stage: %s (kept at %s)", uid, stage, reason, target)
     return target

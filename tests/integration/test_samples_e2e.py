@@ -195,7 +195,13 @@ def test_truncated_at_half_is_damaged_and_nothing_is_published(facility, name: s
     assert ds.state == "quarantined"
     assert "damaged" in ds.reason and "truncated or corrupt" in ds.reason
     assert ds.zarr_path is None and not list(cfg.storage.converted.rglob(f"{Path(name).stem}*"))
-    assert not (cfg.storage.raw / "DEMO" / "Damaged" / "e1" / name).exists()  # moved to quarantine
+    raw = cfg.storage.raw / "DEMO" / "Damaged" / "e1" / name
+    assert not raw.exists()  # moved to quarantine, with its companion folder (nothing left in the raw tree)
+    kept = {Path(f.path) for f in ledger.files(ds.uid, "quarantine")}
+    assert any(p.name == name for p in kept)
+    for folder in expected_companions(raw):
+        assert not folder.exists()
+        assert [p for p in kept if folder.name in p.parts and p.suffix == ".ets"]
 
 
 def test_vsi_without_its_ets_folder_names_the_folder_expected(facility) -> None:
