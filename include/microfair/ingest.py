@@ -91,7 +91,8 @@ def validate_dataset(cfg: FacilityConfig, ledger: Ledger, uid: str, ctx: RunCont
             meta = extract_metadata(img)
         except UnreadableImage as exc:
             outcome.state, outcome.error = "failed", str(exc)
-            quarantine(cfg, ledger, uid, stage="validate", reason=str(exc), file=raw, move=True)
+            quarantine(cfg, ledger, uid, stage="validate", reason=str(exc), file=raw, move=True,
+                       details={"error_class": exc.kind})  # damaged / unsupported_layout / no_reader
             return "quarantined"
         try:
             sidecar = load_sidecar(raw)
