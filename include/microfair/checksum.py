@@ -4,15 +4,15 @@ Why two: BLAKE3 is a strong (cryptographic) hash that runs at 3-4 GB/s on one co
 here, so re-verifying copies (after the copy, before retention deletes a source)
 costs little. SHA-256 is what iRODS (``sha2:``), the BioImage Archive, DataCite
 and restic speak, so it is computed once, in the same read, and stored in the ledger.
-Both are updated from the same buffer; SHA-256 runs in a second thread (hashlib
-releases the GIL), so a copy hashes at about the speed of the slower of the two.
+Both are updated from the same buffer, each in its own thread (hashlib and blake3
+release the GIL), so a copy hashes at about the speed of the slower of the two.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,32 +29,42 @@ class Digest:
 
 
 class StreamingDigest:
-    """Feed bytes in order; read both digests at the end."""
+    """Feed bytes in order; read both digests at the end.
+
+    Each hash runs in its own thread (hashlib and blake3 release the GIL on large buffers), so the two
+    hashes and the caller's I/O overlap. :meth:`update` takes immutable ``bytes`` and returns at once;
+    :meth:`update_async` takes any buffer and returns the futures to wait on before the buffer is reused.
+    """
 
     def __init__(self) -> None:
         self._sha = hashlib.sha256()
         self._b3 = blake3()
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
-        self._pending = None
+        self._pools = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256"),
+                       ThreadPoolExecutor(max_workers=1, thread_name_prefix="blake3"))
+        self._pending: list[Future] = []
         self.size = 0
 
-    def update(self, data: bytes | memoryview) -> None:
-        if self._pending is not None:
-            self._pending.result()
-        self._pending = self._pool.submit(self._sha.update, data)
-        self._b3.update(data)
+    def update_async(self, data: bytes | memoryview) -> list[Future]:
         self.size += len(data)
+        return [self._pools[0].submit(self._sha.update, data), self._pools[1].submit(self._b3.update, data)]
+
+    def update(self, data: bytes) -> None:
+        for f in self._pending:  # at most one chunk in flight: bounded memory
+            f.result()
+        self._pending = self.update_async(data)
 
     def digest(self) -> Digest:
-        if self._pending is not None:
-            self._pending.result()
-            self._pending = None
-        self._pool.shutdown(wait=True)
+        for f in self._pending:
+            f.result()
+        self._pending = []
+        for pool in self._pools:
+            pool.shutdown(wait=True)
         return Digest(size=self.size, sha256=self._sha.hexdigest(), blake3=self._b3.hexdigest())
 
     def close(self) -> None:
-        """Stop the SHA-256 thread of a digest that is abandoned (a failed or restarted copy)."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Stop the threads of a digest that is abandoned (a failed or restarted copy)."""
+        for pool in self._pools:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def digest_file(path: str | os.PathLike[str], *, drop_cache: bool = False) -> Digest:

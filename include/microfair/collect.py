@@ -51,6 +51,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from microfair.checksum import CHUNK, Digest, StreamingDigest, blake3_file, digest_file
+from microfair.transfer import copy_into
 from microfair.config import FacilityConfig
 from microfair.companions import publish_companions
 from microfair.landing import (IGNORED_SUFFIXES, SETTLED_STATES, SIDECAR_SUFFIX, UNFINISHED_STATES, Acquisition,
@@ -205,13 +206,12 @@ def copy_verified(source: Path, dest: Path, *, tag: str, expect_size: int, expec
                 kept, digest = _resume_prefix(src, tmp)
                 if kept:
                     log.info("%s: resuming the copy at byte %d of %d", tag, kept, expect_size)
-                with open(tmp, "ab" if kept else "wb") as out:
-                    while chunk := src.read(CHUNK):
-                        out.write(chunk)
-                        digest.update(chunk)
-                        written += len(chunk)
-                    out.flush()
-                    os.fsync(out.fileno())
+                out = os.open(tmp, os.O_WRONLY | (0 if kept else os.O_TRUNC))
+                try:
+                    os.lseek(out, kept, os.SEEK_SET)
+                    written = copy_into(src, out, digest)  # overlapped read/write/hashes, fsynced
+                finally:
+                    os.close(out)
         except OSError as exc:
             if digest is not None:
                 digest.close()

@@ -136,30 +136,23 @@ def test_interrupted_copy_resumes_and_copies_only_the_rest(facility_config, ledg
     kept = 9 << 20
     partial.write_bytes(data[:kept])  # what a crashed copy left behind
     written = []
-    real_open = open
+    partial_fds: set[int] = set()
+    real_open, real_pwrite = os.open, os.pwrite
 
-    class Counting:
-        def __init__(self, f):
-            self.f = f
+    def counting_open(path, flags, *a, **kw):
+        fd = real_open(path, flags, *a, **kw)
+        if ".partial-" in str(path) and flags & (os.O_WRONLY | os.O_RDWR):
+            partial_fds.add(fd)
+        return fd
 
-        def __enter__(self):
-            return self
+    def counting_pwrite(fd, data, offset):
+        n = real_pwrite(fd, data, offset)
+        if fd in partial_fds:
+            written.append(n)
+        return n
 
-        def __exit__(self, *a):
-            self.f.close()
-
-        def write(self, b):
-            written.append(len(b))
-            return self.f.write(b)
-
-        def __getattr__(self, k):
-            return getattr(self.f, k)
-
-    def counting_open(path, mode="r", *a, **kw):
-        f = real_open(path, mode, *a, **kw)
-        return Counting(f) if ".partial-" in str(path) and ("w" in mode or "a" in mode) else f
-
-    monkeypatch.setattr("builtins.open", counting_open)
+    monkeypatch.setattr(os, "open", counting_open)
+    monkeypatch.setattr(os, "pwrite", counting_pwrite)
     assert collect(facility_config, ledger, acq) == "collected"
     monkeypatch.undo()
     assert dest.read_bytes() == data and not partial.exists()
@@ -210,29 +203,22 @@ def test_corrupt_partial_is_restarted(facility_config, ledger):
 def test_destination_full_is_a_clear_retryable_error(facility_config, ledger, monkeypatch):
     drop(facility_config, GOOD, os.urandom(1 << 20))
     [acq] = scan(facility_config, ledger).ready
-    real_open = open
+    partial_fds: set[int] = set()
+    real_open = os.open
 
-    class FullDisk:
-        def __init__(self, f):
-            self.f = f
+    def tracking_open(path, flags, *a, **kw):
+        fd = real_open(path, flags, *a, **kw)
+        if ".partial-" in str(path) and flags & (os.O_WRONLY | os.O_RDWR):
+            partial_fds.add(fd)
+        return fd
 
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *a):
-            self.f.close()
-
-        def write(self, _):
+    def full_pwrite(fd, data, offset):
+        if fd in partial_fds:
             raise OSError(errno.ENOSPC, "No space left on device")
+        return os.write(fd, data)
 
-        def __getattr__(self, k):
-            return getattr(self.f, k)
-
-    def fake_open(path, mode="r", *a, **kw):
-        f = real_open(path, mode, *a, **kw)
-        return FullDisk(f) if ".partial-" in str(path) and "w" in mode or "a" in mode and ".partial-" in str(path) else f
-
-    monkeypatch.setattr("builtins.open", fake_open)
+    monkeypatch.setattr(os, "open", tracking_open)
+    monkeypatch.setattr(os, "pwrite", full_pwrite)
     with pytest.raises(DestinationFull, match="ran out of space"):
         collect(facility_config, ledger, acq)
     monkeypatch.undo()
