@@ -116,7 +116,8 @@ def seed_ledger(ledger: Ledger, microscopes: list[str], *, n_datasets: int = 200
             t += timedelta(seconds=rng.uniform(5, 120))
             failing = stage == fail_stage
             ev = _event(next_ev, ds_id, stage, "failed" if failing else "succeeded", t, 1, dag_id, run_id, i,
-                        error=(f"UnreadableImage: truncated or corrupt CZI file ({uid})" if failing else None),
+                        error=(f"UnreadableImage: {uid}.czi: damaged — truncated or corrupt CZI file"
+                               if failing else None),
                         nbytes=size if stage == "collect" else None)
             events.append(ev)
             statuses.append({"dataset_id": ds_id, "stage": stage, "state": ev["state"], "event_id": next_ev,
