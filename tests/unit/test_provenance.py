@@ -338,3 +338,34 @@ def test_the_dataset_page_shows_the_chain_and_serves_the_crate(ingested, monkeyp
         assert crate.status_code == 200 and crate.headers["content-type"].startswith("application/ld+json")
         assert crate.content == _places(cfg, ledger, uid)["reports"].read_bytes()
         assert c.get("/datasets/no-such-uid/ro-crate").status_code == 404
+
+
+def test_irods_registration_updates_the_crate_and_registers_it_next_to_the_raw_object(one):
+    from microfair.irods import IrodsStore, find_dataset, register_dataset
+    from microfair.standins.irods import RecordingSession
+
+    cfg, ledger, uid = one
+    s = RecordingSession(groups=("microfair", "demo"))
+    reg = register_dataset(cfg, ledger, uid, IrodsStore(s))
+    local = _places(cfg, ledger, uid)["reports"]
+    logical = f"{reg.data_object}.ro-crate-metadata.json"
+    assert s.objs[logical].data == local.read_bytes()  # the crate as it is after the registration
+    assert {(m.name, m.value) for m in s.objs[logical].avus} == {("microfair.ro_crate_of", uid),
+                                                                ("microfair.role", "ro-crate")}
+    assert find_dataset(IrodsStore(s), uid) == sorted([reg.data_object, reg.zarr_collection])
+    assert f"{reg.zarr_collection}/ro-crate-metadata.json" not in s.objs  # changes later: not in the tree copy
+    crate = _crate(local)
+    assert check_crate(crate) == []
+    by_id = _by_id(crate)
+    (irods_ev,) = ledger.events(uid, "irods")
+    action = by_id[f"#run-{irods_ev.id}"]
+    assert action["actionStatus"].endswith("CompletedActionStatus")
+    assert {"@id": "#irods-data_object"} in action["result"]
+    assert by_id["#irods-data_object"]["identifier"] == reg.data_object
+    tools = {by_id[t["@id"]]["name"] for t in action["instrument"]}
+    assert "python-irodsclient" in tools
+    # A re-run that changes nothing sends nothing, the crate included.
+    puts = len(s.calls_of("data_objects", "put"))
+    register_dataset(cfg, ledger, uid, IrodsStore(s))
+    assert len(s.calls_of("data_objects", "put")) == puts
+    assert s.objs[logical].data == local.read_bytes()

@@ -24,6 +24,7 @@ from microfair.irods.store import (
     irods_to_sha256,
     sha256_to_irods,
 )
+from microfair.provenance.irods import register_crate
 from microfair.safepath import UnsafeName, safe_component
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,8 @@ def _transfer_tree(store: IrodsStore, mode: str, root: Path, coll: str, uid: str
         target = coll if rel == Path(".") else f"{coll}/{rel.as_posix()}"
         store.ensure_collection(target)
         for name in sorted(filenames):
+            if rel == Path(".") and name == "ro-crate-metadata.json":
+                continue  # changes after every stage: sent as its own object (microfair.provenance.irods)
             local = Path(dirpath) / name
             logical = f"{target}/{name}"
             if transfer_file(store, mode, str(local), logical, digest_file(local).sha256, uid):
@@ -214,6 +217,7 @@ def register_dataset(cfg: Any, ledger: Any, uid: str, store: IrodsStore, ctx: An
         log.info("%s: in iRODS at %s: %d object(s) written, %d unchanged, AVUs +%d/-%d, owner %s, group %s read",
                  uid, data_object, len(reg.transferred), reg.unchanged, reg.avus_added, reg.avus_removed,
                  owner, group)
+    register_crate(cfg, ledger, uid, store, reg)  # after the stage: the crate sent holds this registration
     return reg
 
 

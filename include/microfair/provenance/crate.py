@@ -206,7 +206,7 @@ def _irods_entities(g: Graph, records: dict[str, Any]) -> None:
 
 
 #: Records of other stages that are results of a stage run: (kind, stage, what it is).
-STAGE_RECORDS = (("metadata_report", "validate", "metadata completeness report"),
+STAGE_RECORDS = (("metadata_report", "convert", "metadata report: which metadata reached the OME-Zarr"),
                  ("pixel_proof", "convert", "pixel proof: the OME-Zarr's pixels compared with the raw file's"),
                  ("nyquist", "qc", "Nyquist sampling check per channel and axis"))
 

@@ -1,11 +1,14 @@
 """The crate as an iRODS data object next to the raw file: ``<collection>/<raw name>.ro-crate-metadata.json``.
 
 Called by :func:`microfair.irods.register.register_dataset` once its stage has ended, so that the
-crate sent already holds that registration. The crate is always copied (``put``), also in the
-``register`` mode: it changes after every later stage, and an object registered in place would
-keep a stale catalogue checksum. A small file that can be rebuilt at any time is put directly
-(forced) and then checked against the server's SHA-256; a wrong copy is removed. It is left
-alone when iRODS already has these bytes, so a re-run that changed nothing sends nothing.
+crate sent already holds that registration. In the ``put`` mode the reports-folder crate is copied
+(a small file that can be rebuilt at any time: put directly, forced, then checked against the
+server's SHA-256; a wrong copy is removed). In the ``register`` mode it is registered in place; the
+file changes after later stages, so when its SHA-256 differs from the catalogue's it is
+unregistered and registered again (fresh checksum) at the next registration. It is left alone
+when iRODS already has these bytes, so a re-run that changed nothing sends nothing.
+Access is set like the rest of the experiment tree: on the collection, recursively, when the crate
+was (re)written.
 
 It carries its own AVUs (``<ns>.ro_crate_of = uid``, ``<ns>.role = ro-crate``), not ``<ns>.uid``:
 a GenQuery on the uid still finds exactly the raw object and the Zarr collection.
@@ -17,8 +20,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from microfair.irods.avu import Avu
-from microfair.irods.store import irods_to_sha256
 from microfair.provenance.digest import CRATE_NAME, file_sha256
 from microfair.provenance.facts import RECORD
 from microfair.provenance.write import crate_paths, refresh
@@ -32,6 +33,9 @@ def crate_object(reg: Any, raw_path: str) -> str:
 
 def register_crate(cfg: Any, ledger: Any, uid: str, store: Any, reg: Any) -> str | None:
     """Refresh the crate and put it into iRODS; the logical path, or None. Never raises (logs a warning)."""
+    from microfair.irods.avu import Avu  # microfair.irods imports this module
+    from microfair.irods.store import irods_to_sha256
+
     try:
         refresh(cfg, ledger, uid)
         ds = ledger.require(uid)
@@ -40,17 +44,25 @@ def register_crate(cfg: Any, ledger: Any, uid: str, store: Any, reg: Any) -> str
             raise FileNotFoundError(f"no crate in the reports folder ({local})")
         logical = crate_object(reg, ds.raw_path)
         want = file_sha256(local)
-        if not (store.exists(logical) and irods_to_sha256(store.checksum(logical)) == want):
-            got = irods_to_sha256(store.put(str(local), logical, force=True))
+        have = irods_to_sha256(store.checksum(logical)) if store.exists(logical) else None
+        if have != want:
+            if cfg.irods.mode == "register":
+                if have is not None:
+                    store.unregister(logical)  # the file changed in place: register it again, fresh checksum
+                got = irods_to_sha256(store.register(str(local), logical))
+            else:
+                got = irods_to_sha256(store.put(str(local), logical, force=True))
             if got != want:
-                store.remove(logical)
-                raise RuntimeError(f"iRODS has sha256 {got} for {logical}, the crate {want}: removed again")
-            log.info("%s: RO-Crate put into iRODS as %s", uid, logical)
+                (store.unregister if cfg.irods.mode == "register" else store.remove)(logical)
+                raise RuntimeError(f"iRODS has sha256 {got} for {logical}, the crate {want}: taken out again")
+            # the same access as the rest of the experiment tree (set on the collection, recursively)
+            store.set_access(reg.collection, "own", reg.owner, recursive=True)
+            if reg.group and reg.group != reg.owner:
+                store.set_access(reg.collection, "read", reg.group, recursive=True)
+            log.info("%s: RO-Crate %s iRODS as %s", uid, "registered in" if cfg.irods.mode == "register"
+                     else "put into", logical)
         ns = cfg.irods.avu_prefix
         store.sync_avus(logical, [Avu(f"{ns}.ro_crate_of", uid), Avu(f"{ns}.role", "ro-crate")], ns)
-        store.set_access(logical, "own", reg.owner)
-        if reg.group and reg.group != reg.owner:
-            store.set_access(logical, "read", reg.group)
         body = ledger.get_record(uid, RECORD) or {}
         if body.get("irods") != {"data_object": logical, "sha256": want}:
             ledger.put_record(uid, RECORD, {**body, "irods": {"data_object": logical, "sha256": want}})
