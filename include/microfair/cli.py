@@ -119,6 +119,7 @@ def conversion_summary(result: Any) -> str:
         shape = "x".join(str(n) for n in s.levels[0]) if s.levels else "?"
         lines.append(f"  scene {s.index} ({s.name}): {shape} {s.dtype} (t, c, z, y, x), {len(s.levels)} level(s), "
                      f"smallest {'x'.join(str(n) for n in s.levels[-1][-2:]) if s.levels else '?'}")
+    lines.append(f"  pixel-exact proof: verified: {(result.extra.get('pixel_proof') or {}).get('verified', 'none')}")
     flags = result.qc.flags
     lines.append("  QC: passed" if not flags else f"  QC: {len(flags)} flag(s): " + "; ".join(f.reason for f in flags))
     lines.append("  (--json for the whole result)")

@@ -180,3 +180,15 @@ def test_the_dataset_page_section_shows_the_verdict():
     assert "verified: 2/2 planes identical" in html and "a sample of 2 of 6 planes" in html and "ab" * 32 in html
     assert "Not converted yet" in page.render(d=SimpleNamespace(records={}))
     assert "convert again" in page.render(d=SimpleNamespace(records={"qc": {}}))
+
+
+def test_the_cli_summary_and_json_carry_the_verdict(tmp_path, source, capsys):
+    import json
+
+    from microfair.cli import main
+
+    out = tmp_path / "cli.ome.zarr"
+    assert main(["convert", str(source), str(out)]) == 0
+    assert "pixel-exact proof: verified: 6/6 planes identical" in capsys.readouterr().out
+    assert main(["convert", "--json", "--overwrite", str(source), str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["pixel_proof"]["verified"] == "6/6 planes identical"
