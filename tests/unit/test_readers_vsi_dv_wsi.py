@@ -224,3 +224,29 @@ def test_dv_truncated_at_half_is_damaged(tmp_path: Path) -> None:
     with pytest.raises(UnreadableImage) as err:
         open_image(_truncated(full, tmp_path / "cut.dv"))
     assert "truncated or corrupt" in err.value.reason
+
+
+def test_companion_rules_come_from_the_plugins_not_the_stages(tmp_path: Path) -> None:
+    from microfair.companions import expected_companions
+
+    assert expected_companions(tmp_path / "a.vsi") == [tmp_path / "_a_"]
+    assert expected_companions(tmp_path / "scan.oif") == [tmp_path / "scan.oif.files"]
+    assert expected_companions(tmp_path / "scan.oib") == []
+    assert expected_companions(tmp_path / "cells.czi") == []
+
+
+def test_oif_folder_is_collected_with_its_oif(facility_config, ledger) -> None:
+    from microfair.collect import collect, scan
+
+    experiment = facility_config.landing_zones[0].path / "DEMO" / "Cells" / "e1"
+    planes = experiment / "scan.oif.files"
+    planes.mkdir(parents=True)
+    (experiment / "scan.oif").write_text("[FileInformation]\n")
+    for i in range(3):
+        (planes / f"s_C00{i + 1}.tif").write_bytes(bytes([i]) * 100)
+    ready = scan(facility_config, ledger).ready
+    assert [Path(a.source).name for a in ready] == ["scan.oif"]
+    assert collect(facility_config, ledger, ready[0]) == "collected"
+    raw = Path(ledger.get(ready[0].uid).raw_path)
+    assert sorted(p.name for p in Path(f"{raw}.files").iterdir()) == ["s_C001.tif", "s_C002.tif", "s_C003.tif"]
+    assert len(ledger.files(ready[0].uid, "companion")) == 3

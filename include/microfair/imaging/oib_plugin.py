@@ -74,6 +74,11 @@ class ReaderMetadata(bioio_base.reader_metadata.ReaderMetadata):
     def get_reader() -> type[bioio_base.reader.Reader]:
         return Reader
 
+    @staticmethod
+    def companion_paths(path: Path) -> list[Path]:
+        """An OIF's planes are in ``<name>.oif.files/`` beside it (collect copies it along); an OIB has none."""
+        return [Path(f"{path}.files")] if str(path).lower().endswith(".oif") else []
+
 
 class OibPlanes:
     """Array-like view (file axes + plane axes) that reads the plane files it is indexed with.
