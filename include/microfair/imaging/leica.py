@@ -143,11 +143,29 @@ class LifScene:
     microscope_model: str | None
     objective: ObjectiveSpec | None
     scan_mode: str | None
+    tile: int | None = None  # mosaic tile (liffile axis M) this scene holds, None for a plain image
+    tile_axis: int | None = None  # position of M among liffile's axes
+    tile_note: str | None = None  # where the tile sits (field and stage position)
 
 
-def describe(index: int, image: Any) -> LifScene:
-    """Read one ``liffile`` image's layout and metadata."""
+def tile_count(image: Any) -> int:
+    """Number of mosaic tiles (liffile axis ``M``) of a LIF image; 0 for a plain image."""
+    return int(dict(image.sizes).get("M", 0))
+
+
+def describe(index: int, image: Any, tile: int | None = None) -> LifScene:
+    """Read one ``liffile`` image's layout and metadata; for a tile scan, of its tile ``tile``.
+
+    A LAS X tile scan (axis ``M``) is read one scene per tile, in the file's tile order; the tiles are
+    not stitched, and each tile's field and stage position are kept in the scene's description.
+    """
     sizes = dict(image.sizes)
+    tile_axis = None
+    if "M" in sizes:
+        if tile is None or not 0 <= tile < sizes["M"]:
+            raise LifLayoutError(f"tile scan of {sizes['M']} tiles: choose a tile (got {tile})")
+        tile_axis = tuple(sizes).index("M")
+        del sizes["M"]
     mapping = map_axes(tuple(sizes))
     steps = {d: _step(c) for d, c in image.coords.items()}
     by_target = dict(zip(mapping.target, mapping.source))
@@ -179,7 +197,22 @@ def describe(index: int, image: Any) -> LifScene:
         microscope_model=_text(settings, "MicroscopeModel"),
         objective=_objective(settings),
         scan_mode=_text(settings, "ScanMode"),
+        tile=tile if tile_axis is not None else None,
+        tile_axis=tile_axis,
+        tile_note=_tile_note(image, tile) if tile_axis is not None else None,
     )
+
+
+def _tile_note(image: Any, tile: int | None) -> str | None:
+    n = tile_count(image)
+    text = f"tile {tile} of {n} (tiles read one scene each, not stitched)"
+    try:
+        info = image.tilescan.tiles[tile]
+        text += (f", field x {int(info['field_x'])} y {int(info['field_y'])}, stage position "
+                 f"x {float(info['pos_x']) * 1e6:.2f} µm y {float(info['pos_y']) * 1e6:.2f} µm")
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+        pass
+    return text
 
 
 #: LIF DimID of each wavelength sweep

@@ -32,7 +32,7 @@ from bioio_base.types import PhysicalPixelSizes
 from fsspec.implementations.local import LocalFileSystem
 from ome_types import OME
 
-from microfair.imaging.leica import TARGET_ORDER, LifLayoutError, LifScene, describe
+from microfair.imaging.leica import TARGET_ORDER, LifLayoutError, LifScene, describe, tile_count
 from microfair.imaging.ome_build import ImageSpec, build_ome
 
 log = logging.getLogger(__name__)
@@ -57,16 +57,31 @@ class LifFrames:
 
     dask calls ``__getitem__`` once per chunk; each call memory-maps the image, copies
     the requested block and closes the file. Only the path and index are pickled.
+    ``tile`` = (axis, index) shows one tile of a tile scan: that axis is fixed and left out.
     """
 
-    def __init__(self, path: str, index: int, shape: tuple[int, ...], dtype: str) -> None:
-        self.path, self.index = path, index
+    def __init__(self, path: str, index: int, shape: tuple[int, ...], dtype: str,
+                 tile: tuple[int, int] | None = None) -> None:
+        self.path, self.index, self.tile = path, index, tile
         self.shape, self.dtype, self.ndim = shape, np.dtype(dtype), len(shape)
 
     def __getitem__(self, key: Any) -> np.ndarray:
         with liffile.LifFile(self.path) as lif:
             data = _pixels(lif, self.index, out="memmap")
-            return np.array(data[key], copy=True)
+            return np.array(data[_with_tile(key, self.tile, self.ndim)], copy=True)
+
+
+def _with_tile(key: Any, tile: tuple[int, int] | None, ndim: int) -> Any:
+    """The index into the file's array for ``key`` into the tile's array (the tile axis fixed)."""
+    if tile is None:
+        return key
+    key = list(key) if isinstance(key, tuple) else [key]
+    if Ellipsis in key:
+        at = key.index(Ellipsis)
+        key[at:at + 1] = [slice(None)] * (ndim - len(key) + 1)
+    key += [slice(None)] * (ndim - len(key))
+    axis, index = tile
+    return tuple(key[:axis] + [index] + key[axis:])
 
 
 def _pixels(lif: liffile.LifFile, index: int, **kwargs: Any) -> np.ndarray:
@@ -111,15 +126,17 @@ class Reader(bioio_base.reader.Reader):
             with liffile.LifFile(self._path) as lif:
                 self._infos: list[LifScene | Exception] = []
                 for i, img in enumerate(lif.images):
-                    try:
-                        self._infos.append(describe(i, img))
+                    try:  # a tile scan gives one scene per tile
+                        tiles = range(tile_count(img)) if tile_count(img) else [None]
+                        self._infos.extend(describe(i, img, tile) for tile in tiles)
                     except (LifLayoutError, KeyError, ValueError) as err:
                         self._infos.append(err)
         except Exception as err:
             raise exceptions.UnsupportedFileFormatError(READER_NAME, self._path, str(err)) from err
         if not self._infos:
             raise exceptions.UnsupportedFileFormatError(READER_NAME, self._path, "no images in file")
-        names = [info.name if isinstance(info, LifScene) else f"image {i}" for i, info in enumerate(self._infos)]
+        names = [(info.name if info.tile is None else f"{info.name} tile {info.tile}")
+                 if isinstance(info, LifScene) else f"image {i}" for i, info in enumerate(self._infos)]
         self._scenes = tuple(n if names.count(n) == 1 else f"{n} #{i}" for i, n in enumerate(names))
 
     @property
@@ -144,7 +161,8 @@ class Reader(bioio_base.reader.Reader):
 
     def _source_array(self) -> LifFrames:
         info = self.scene_info
-        return LifFrames(self._path, info.index, tuple(info.source_sizes.values()), info.dtype)
+        tile = (info.tile_axis, info.tile) if info.tile_axis is not None and info.tile is not None else None
+        return LifFrames(self._path, info.index, tuple(info.source_sizes.values()), info.dtype, tile)
 
     def _frame_chunks(self) -> tuple[int, ...]:
         info = self.scene_info
@@ -184,6 +202,8 @@ class Reader(bioio_base.reader.Reader):
     def _read_immediate(self) -> xr.DataArray:
         with liffile.LifFile(self._path) as lif:
             array = np.asarray(_pixels(lif, self.scene_info.index))
+            if self.scene_info.tile_axis is not None:
+                array = np.take(array, self.scene_info.tile, axis=self.scene_info.tile_axis)
         return self._to_xarray(array)
 
     @property
@@ -209,7 +229,8 @@ class Reader(bioio_base.reader.Reader):
                 name=name, sizes=sizes, dtype=info.dtype, pixel_size_um=info.pixel_size_um,
                 time_increment_s=info.time_increment_s, channels=info.channels,
                 acquisition_date=info.acquisition_date, original_axes=dict(info.mapping.original),
-                description=f"Leica scan mode {info.scan_mode}" if info.scan_mode else None,
+                description="; ".join(d for d in (f"Leica scan mode {info.scan_mode}" if info.scan_mode else None,
+                                                   info.tile_note) if d) or None,
             ))
         return build_ome(
             specs,
