@@ -144,6 +144,11 @@ def _file_items(ledger: Ledger, roles: tuple[str, ...]) -> list[tuple[datetime, 
     return [(utc(t), int(b or 0), m, p) for t, b, m, p in rows]
 
 
+def read_items(ledger: Ledger) -> dict[str, list[tuple[datetime, int, str | None, str | None]]]:
+    """(time, bytes, microscope, project) of everything stored, per tier: one read for forecast and footprint."""
+    return {"raw": _raw_items(ledger), **{tier: _file_items(ledger, roles) for tier, roles in TIER_ROLES.items()}}
+
+
 def _backup_points(ledger: Ledger) -> dict[str, list[tuple[datetime, int]]]:
     """Repository size after each backup run, per target (run events carry ``repository_bytes``)."""
     with ledger.session() as s:
@@ -202,13 +207,17 @@ def _warn(g: Growth, s: ForecastSettings, what: str) -> None:
 
 
 def storage_forecast(cfg: Any, ledger: Ledger, *, now: datetime | None = None,
-                     disk_usage: DiskUsage = shutil.disk_usage) -> Forecast:
-    """Growth per week and fill dates per tier and backup target; growth per microscope and project."""
+                     disk_usage: DiskUsage = shutil.disk_usage, items: dict[str, list[Any]] | None = None) -> Forecast:
+    """Growth per week and fill dates per tier and backup target; growth per microscope and project.
+
+    ``items``: what :func:`read_items` returned, when the caller already read it.
+    """
     s = settings_of(cfg)
     now = utc(now) or datetime.now(timezone.utc)
     ends = week_ends(now, s.weeks)
-    raw = _raw_items(ledger)
-    files = {tier: _file_items(ledger, roles) for tier, roles in TIER_ROLES.items()}
+    items = items if items is not None else read_items(ledger)
+    raw = items["raw"]
+    files = {tier: items[tier] for tier in TIER_ROLES}
     tiers = [_growth("tier", "raw", [(t, b) for t, b, _, _ in raw], ends)]
     tiers += [_growth("tier", tier, [(t, b) for t, b, _, _ in items], ends) for tier, items in files.items()]
     devices: dict[str, int | None] = {}
@@ -277,16 +286,18 @@ class Footprint:
                 "years": [{"year": y, "kwh": k, "kgco2e": c} for y, k, c in self.years()]}
 
 
-def footprint(cfg: Any, ledger: Ledger, *, now: datetime | None = None) -> Footprint:
+def footprint(cfg: Any, ledger: Ledger, *, now: datetime | None = None,
+              items: dict[str, list[Any]] | None = None) -> Footprint:
     """Per project and calendar year: bytes × copies kept, TB-years, kWh and kg CO₂e (current year: so far)."""
     s = settings_of(cfg)
     now = utc(now) or datetime.now(timezone.utc)
+    read = items if items is not None else read_items(ledger)
     n_targets = len(cfg.backup.targets)
     copies = {"raw": 1 + n_targets,
               "converted": 1 + (n_targets if getattr(cfg.backup, "include_converted", True) else 0)}
-    items = [(t, b * copies["raw"], p) for t, b, _, p in _raw_items(ledger)]
-    items += [(t, b * copies["converted"], p) for t, b, _, p in _file_items(ledger, TIER_ROLES["converted"])]
-    items = [(t, b, p or "(none)") for t, b, p in items if t is not None and t <= now]
+    kept = [(t, b * copies["raw"], p) for t, b, _, p in read["raw"]]
+    kept += [(t, b * copies["converted"], p) for t, b, _, p in read["converted"]]
+    items = [(t, b, p or "(none)") for t, b, p in kept if t is not None and t <= now]
     rows = []
     if items:
         first = min(t for t, _, _ in items).year
@@ -373,7 +384,8 @@ def print_forecast(cfg: Any, ledger: Ledger, *, as_json: bool = False, now: date
     """``microfair status --forecast``: print the forecast and footprint; exit 1 when a tier warns."""
     import json
 
-    fc, fp = storage_forecast(cfg, ledger, now=now), footprint(cfg, ledger, now=now)
+    items = read_items(ledger)
+    fc, fp = storage_forecast(cfg, ledger, now=now, items=items), footprint(cfg, ledger, now=now, items=items)
     if as_json:
         print(json.dumps({"forecast": fc.to_dict(), "footprint": fp.to_dict()}, indent=2, default=str))
     else:
@@ -382,5 +394,5 @@ def print_forecast(cfg: Any, ledger: Ledger, *, as_json: bool = False, now: date
 
 
 __all__ = ["Footprint", "FootprintRow", "Forecast", "Growth", "cumulative", "fill_date", "footprint",
-           "forecast_alerts", "print_forecast", "render_forecast", "slope_per_week", "storage_forecast",
+           "forecast_alerts", "print_forecast", "read_items", "render_forecast", "slope_per_week", "storage_forecast",
            "week_ends"]

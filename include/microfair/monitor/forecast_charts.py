@@ -133,18 +133,34 @@ def footprint_svg(fp: Footprint, *, width: int = 760, height: int = 200) -> str:
 __all__ = ["footprint_svg", "forecast_context", "forecast_svg"]
 
 
+_CACHE: dict[tuple[int, int, str], tuple[float, dict[str, object]]] = {}
+CACHE_SECONDS = 60.0  # growth per week barely moves in a minute; 10,000 datasets take ~1 s to read
+
+
 def forecast_context(cfg: object, ledger: object) -> dict[str, object]:
     """What ``_overview_forecast.html`` reads: the forecast, the footprint and their charts.
 
+    Kept for ``CACHE_SECONDS`` per configuration and ledger (the overview refreshes every few seconds).
     A failure here is logged and leaves the section out: the overview itself must still render.
     """
     import logging
+    import time
 
-    from microfair.monitor.forecast import footprint, storage_forecast
+    from microfair.monitor.forecast import footprint, read_items, storage_forecast
 
+    key = (id(cfg), id(ledger), str(getattr(ledger, "url", "")))
+    hit = _CACHE.get(key)
+    if hit is not None and time.monotonic() - hit[0] < CACHE_SECONDS:
+        return hit[1]
     try:
-        fc, fp = storage_forecast(cfg, ledger), footprint(cfg, ledger)  # type: ignore[arg-type]
+        items = read_items(ledger)  # type: ignore[arg-type]
+        fc = storage_forecast(cfg, ledger, items=items)  # type: ignore[arg-type]
+        fp = footprint(cfg, ledger, items=items)  # type: ignore[arg-type]
     except Exception:  # noqa: BLE001
         logging.getLogger(__name__).exception("dashboard: storage forecast unavailable")
         return {"fc": None}
-    return {"fc": fc, "fp": fp, "forecast_chart": forecast_svg(fc), "footprint_chart": footprint_svg(fp)}
+    ctx: dict[str, object] = {"fc": fc, "fp": fp, "forecast_chart": forecast_svg(fc),
+                              "footprint_chart": footprint_svg(fp)}
+    _CACHE.clear()  # one facility per process: keep only the latest
+    _CACHE[key] = (time.monotonic(), ctx)
+    return ctx
