@@ -328,7 +328,11 @@ def forecast_alerts(cfg: Any, ledger: Ledger, *, now: datetime | None = None,
     """One ``storage_filling`` alert per tier or target when its warning starts (remembered in the audit log)."""
     from microfair.monitor.alerts import Alert
 
-    fc = storage_forecast(cfg, ledger, now=now, disk_usage=disk_usage)
+    try:
+        fc = storage_forecast(cfg, ledger, now=now, disk_usage=disk_usage)
+    except Exception:  # noqa: BLE001 - the alert scan runs after every task and must not fail it
+        log.exception("storage forecast failed; no storage_filling alert this time")
+        return []
     with ledger.session() as s:
         marks = list(s.execute(select(AuditEntry.details).where(AuditEntry.action == STATE_ACTION)
                                .order_by(AuditEntry.id.desc()).limit(500)).scalars())
