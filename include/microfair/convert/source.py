@@ -21,6 +21,8 @@ from typing import Any
 
 import dask.array as da
 
+from microfair.convert.tiffplanes import tiff_planes
+
 log = logging.getLogger(__name__)
 
 #: Default channel colours (hex RRGGBB) when the file says none: grey for one channel, else these.
@@ -99,8 +101,12 @@ def plane_reader(img: Any, scene: int) -> Any | None:
 
 
 def _pixels(img: Any, scene: int, order: str, **kw: Any) -> da.Array:
-    """``img.get_image_dask_data(order, **kw)``, re-read with plane chunks if a chunk spans planes."""
+    """``img.get_image_dask_data(order, **kw)``: TIFF pages straight through tifffile where that is provably the
+    same array (:mod:`microfair.convert.tiffplanes`), else re-read with plane chunks if a chunk spans planes."""
     data = img.get_image_dask_data(order, **kw)
+    direct = tiff_planes(img, scene, order, data, **kw)
+    if direct is not None:
+        return direct
     if _spans_planes(data, order):
         again = plane_reader(img, scene)
         if again is not None:
