@@ -6,10 +6,10 @@ the QC reductions on one Zarr chunk. The dask graph itself is bounded by computi
 *slabs* of at most ``SLAB_CHUNKS`` level-0 chunks (whole planes, cut at source-chunk and
 ``chunk_z`` boundaries, so no chunk is read or written twice). So:
 
-    peak ≈ BASELINE_MB + workers × (2 × source chunk + 4 × write block + Zarr chunk pixels × 24 + 6 MB)
+    peak ≈ BASELINE_MB + workers × (2 × source chunk + 4 × write block + QC group pixels × 24 + 6 MB)
 
 (a write block is one shard, or a tile of whole Zarr chunks of about ``conversion.shard_target_bytes``;
-the 24 bytes per pixel are the QC temporaries on one Zarr-chunk tile)
+the 24 bytes per pixel are the QC temporaries on one group of Zarr-chunk tiles, ``microfair.qc.tiled``)
 
 independent of the file size. With the threaded scheduler, ``workers`` is the number of threads:
 as many as there are cores, but no more than ``(memory_limit_mb − BASELINE_MB) / per worker``
@@ -57,7 +57,11 @@ class MemoryPlan:
 
 def per_worker_mb(source_chunk_bytes: int, zarr_chunk: tuple[int, ...], dtype: np.dtype,
                   block: tuple[int, ...] | None = None) -> float:
-    pixels = math.prod(zarr_chunk)
+    from microfair.qc.tiled import GROUP_PIXELS
+
+    # the QC kernels work on groups of whole Zarr-chunk tiles of about GROUP_PIXELS (microfair.qc.tiled)
+    tile = math.prod(zarr_chunk[-2:])
+    pixels = math.prod(zarr_chunk[:-2]) * tile * max(1, GROUP_PIXELS // tile)
     item = np.dtype(dtype).itemsize
     block_bytes = math.prod(block or zarr_chunk) * item
     return (2 * source_chunk_bytes + 4 * block_bytes + pixels * 24) / MiB + QC_MB
