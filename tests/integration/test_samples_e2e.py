@@ -188,6 +188,19 @@ def test_sample_converts_and_level0_matches_an_independent_read(facility, testda
     assert ledger.get_record(ds.uid, "qc") is not None and ledger.get_record(ds.uid, "image_metadata")
 
 
+def test_whole_slide_pyramid_of_the_file_is_recorded_with_the_zarr(facility) -> None:
+    from ome_types import from_xml
+
+    cfg, ledger, uids = facility
+    ds = ledger.get(uids["aperio_cmu1_small_region.svs"])
+    ome = from_xml((Path(ds.zarr_path) / "OME" / "METADATA.ome.xml").read_text(encoding="utf-8"))
+    (ann,) = [a for a in ome.structured_annotations.map_annotations if a.namespace == "microfair.org/source-pyramid"]
+    values = [(m.k, m.value) for m in ann.value.ms]
+    assert values[0] == ("level 0", "shape [2967, 2220, 3] downsample 1")
+    assert [v for k, v in values if k.startswith("associated")] == ["Thumbnail", "Label", "Macro"]
+    assert len(_scenes(ds.zarr_path)) == 1  # label, macro and thumbnail are not converted
+
+
 @pytest.mark.parametrize("name", ["cut_svs.svs", "cut_vsi.vsi", "cut_ets.vsi"])
 def test_truncated_at_half_is_damaged_and_nothing_is_published(facility, name: str) -> None:
     cfg, ledger, uids = facility
