@@ -97,14 +97,15 @@ def test_random_bytes_named_oib_are_damaged(tmp_path: Path) -> None:
 
 
 def test_an_intact_lif_with_axes_we_cannot_map_is_not_called_corrupt(tmp_path: Path) -> None:
-    """A mosaic axis (M): liffile reads every pixel, so the verdict names the axis, not damage."""
-    data = np.arange(2 * 2 * 16 * 16, dtype=np.uint8).reshape(2, 2, 16, 16)
-    path = write_lif(tmp_path / "tiles.lif", [LifImageSpec("tiles", data, ("M", "C", "Y", "X"))])
+    """Time, z and a rotation axis (A): no free bioio axis holds A, but liffile reads every pixel,
+    so the verdict names the axes, not damage (this was "truncated or corrupt LIF file")."""
+    data = np.arange(2 * 2 * 2 * 8 * 8, dtype=np.uint8).reshape(2, 2, 2, 8, 8)
+    path = write_lif(tmp_path / "rotation.lif", [LifImageSpec("turns", data, ("T", "Z", "A", "Y", "X"))])
     with liffile.LifFile(path) as lif:
         np.testing.assert_array_equal(lif.images[0].asarray(), data)  # intact
     err = _refused(path)
     assert err.kind == UNSUPPORTED_LAYOUT
-    assert "'M'" in err.reason and "corrupt" not in str(err)
+    assert "A (rotation)" in err.reason and "corrupt" not in str(err)
 
 
 def test_a_format_nobody_reads_names_what_to_install(tmp_path: Path, monkeypatch) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import entry_points, packages_distributions, version
@@ -31,6 +30,8 @@ from bioio import BioImage
 from bioio_base.exceptions import UnsupportedFileFormatError
 
 from microfair.imaging import errors
+from microfair.imaging.verdicts import Attempt, install_hint, verdict
+from microfair.imaging.verdicts import short as _short
 
 log = logging.getLogger(__name__)
 
@@ -50,18 +51,6 @@ READER_OPTIONS: dict[str, dict[str, Any]] = {
 DEFERRED_PLUGINS = {"bioio-bioformats"}
 
 
-#: What to install for formats no installed plugin claims (words for messages only, never to choose a reader).
-INSTALL_HINTS: dict[str, str] = {
-    ".vsi": "bioio-vsi", ".dv": "bioio-dv", ".r3d": "bioio-dv", ".sldy": "bioio-sldy",
-    ".png": "bioio-imageio", ".jpg": "bioio-imageio", ".jpeg": "bioio-imageio", ".gif": "bioio-imageio",
-    ".oib": "microfair (its microfair-oib reader; reinstall with `make install`)",
-    ".oif": "microfair (its microfair-oib reader; reinstall with `make install`)",
-    ".ims": "microfair (its microfair-ims reader; reinstall with `make install`)",
-}
-BIOFORMATS_HINT = ("the Bio-Formats fallback (`make bioformats`, i.e. the extra microfair[bioformats] "
-                   "and MICROFAIR_BIOFORMATS_JAR)")
-
-
 class UnreadableImage(Exception):
     """No reader could read the file; ``reason`` says why, for a facility manager.
 
@@ -74,17 +63,6 @@ class UnreadableImage(Exception):
         self.reason = reason
         self.kind = kind
         super().__init__(f"{self.path.name}: {errors.WORDS[kind]} — {reason}")
-
-
-@dataclass(frozen=True)
-class _Attempt:
-    plugin: str
-    error: BaseException
-    kind: str
-    explicit: bool
-
-    def text(self) -> str:
-        return f"{self.plugin}: {_short(self.error)}"
 
 
 @dataclass(frozen=True)
@@ -193,12 +171,12 @@ def open_image(path: str | Path, *, scene: int | str | None = None, probe: bool 
     if path.is_file() and path.stat().st_size == 0:
         raise UnreadableImage(path, "empty file (0 bytes): the copy or the acquisition did not finish")
     label = _format_label(path)
-    attempts: list[_Attempt] = []
+    attempts: list[Attempt] = []
     for plugin in candidate_plugins(path):
         try:
             img = _open_with(plugin, path)
         except Exception as err:  # noqa: BLE001 - every failure is reported to the caller
-            attempts.append(_Attempt(plugin.name, err, *errors.classify(err)))
+            attempts.append(Attempt.of(plugin.name, err))
             log.info("%s: reader %s cannot read it: %s", path.name, plugin.name, _short(err))
             continue
         try:
@@ -206,7 +184,7 @@ def open_image(path: str | Path, *, scene: int | str | None = None, probe: bool 
         except _NoSuchScene as err:
             raise UnreadableImage(path, str(err), errors.UNSUPPORTED_LAYOUT) from err
         except Exception as err:  # noqa: BLE001
-            attempts.append(_Attempt(plugin.name, err, *errors.classify(err)))
+            attempts.append(Attempt.of(plugin.name, err))
             log.info("%s: reader %s cannot read it: %s", path.name, plugin.name, _short(err))
             continue
         log.info("%s: read with %s", path.name, plugin.name)
@@ -214,7 +192,7 @@ def open_image(path: str | Path, *, scene: int | str | None = None, probe: bool 
     if attempts:
         # a plugin for this format exists and failed. Bio-Formats is not asked, because it
         # may read a truncated file without complaint.
-        raise _verdict(path, label, attempts)
+        raise UnreadableImage(path, *verdict(label, attempts))
     from microfair.imaging import bioformats  # lazy: never start a JVM unless needed
 
     if not bioformats.is_configured():
@@ -243,27 +221,9 @@ def _open_with(plugin: ReaderPlugin, path: Path) -> BioImage:
     raise wrapped
 
 
-def _verdict(path: Path, label: str, attempts: list[_Attempt]) -> UnreadableImage:
-    """One verdict from every reader's failure: the best-ranked explicit class wins, else damaged."""
-    deciding = next((a for a in attempts if a.explicit), attempts[0])
-    detail = "; ".join(a.text() for a in [deciding] + [a for a in attempts if a is not deciding])
-    if deciding.kind == errors.UNSUPPORTED_LAYOUT:
-        reason = f"{label} with a layout no reader maps: {detail}"
-    elif deciding.kind == errors.NO_READER:
-        reason = f"the reader of this {label} needs a library that is not installed: {detail}"
-    else:
-        reason = f"{errors.summary(deciding.error)} {label}: {detail}"
-    return UnreadableImage(path, reason, deciding.kind)
-
-
 def _install_hint(path: Path) -> str:
-    name = path.name.lower()
-    hint = next((h for ext, h in INSTALL_HINTS.items() if name.endswith(ext)), None)
-    text = f"{hint}, or configure {BIOFORMATS_HINT}" if hint else BIOFORMATS_HINT
     installed_plugins()  # fills _BROKEN
-    if _BROKEN:
-        text += "; reader plugins that failed to load: " + "; ".join(f"{k} ({v})" for k, v in _BROKEN.items())
-    return text
+    return install_hint(path, _BROKEN)
 
 
 class _NoSuchScene(IndexError):
@@ -290,13 +250,3 @@ def _format_label(path: Path) -> str:
     """Words for messages only ('CZI file'); never used to choose a reader."""
     suffix = path.suffix.lstrip(".").upper()
     return f"{suffix} file" if suffix else "file"
-
-
-def _short(err: BaseException) -> str:
-    """The library's own message, without bioio's generic advice."""
-    text = str(err).strip() or type(err).__name__
-    marker = "Readers attempted:"
-    if marker in text:
-        text = text.split(marker, 1)[1].strip().lstrip("- ").split(": ", 1)[-1]
-        text = re.sub(r"^\s*'[^']*'\.?", "", text.split("does not support the image:", 1)[-1])
-    return " ".join(text.split())[:400]
