@@ -24,6 +24,7 @@ from typing import Any
 from microfair.config import FacilityConfig
 from microfair.ledger import Dataset, Ledger, RunContext
 from microfair.naming import check_name, split_extension
+from microfair.provenance import refresh as refresh_provenance
 from microfair.quarantine import quarantine
 from microfair.safepath import safe_join
 
@@ -118,6 +119,7 @@ def validate_dataset(cfg: FacilityConfig, ledger: Ledger, uid: str, ctx: RunCont
         if flags:
             outcome.state = "flagged"
             outcome.error = "; ".join(flags)
+    refresh_provenance(cfg, ledger, uid)  # the RO-Crate after each stage; logs, never fails the stage
     log.info("%s: validated (%s, %d scene(s))%s", uid, meta.reader, len(meta.scenes),
              f"; flagged: {'; '.join(flags)}" if flags else "")
     return "validated"
@@ -162,6 +164,7 @@ def convert_dataset(cfg: FacilityConfig, ledger: Ledger, uid: str, ctx: RunConte
             "dask": "distributed" if client is not None else "threads",
         }
         outcome.details["pixel_proof"] = record_pixel_proof(ledger, uid, result)  # ledger record + stage provenance
+    refresh_provenance(cfg, ledger, uid)
     return "converted"
 
 
@@ -197,4 +200,5 @@ def qc_dataset(cfg: FacilityConfig, ledger: Ledger, uid: str, ctx: RunContext | 
             log.warning("%s: QC flagged: %s", uid, outcome.error)
         else:
             log.info("%s: QC passed", uid)
+    refresh_provenance(cfg, ledger, uid)
     return "qc_done"

@@ -36,12 +36,10 @@ def _facility(root: Path):
 
 @pytest.fixture(scope="module")
 def ingested(tmp_path_factory):
-    """The real-ingest samples (good, misnamed, empty, corrupt) through QC, crates refreshed once."""
+    """The real-ingest samples (good, misnamed, empty, corrupt) through QC; the stages wrote the crates."""
     cfg, ledger = _facility(tmp_path_factory.mktemp("prov"))
     ing = ingest_samples(cfg, ledger)
-    uid = ing.uids["good"]
-    refresh(cfg, ledger, uid)
-    return cfg, ledger, uid
+    return cfg, ledger, ing.uids["good"]
 
 
 @pytest.fixture
@@ -334,6 +332,8 @@ def test_the_dataset_page_shows_the_chain_and_serves_the_crate(ingested, monkeyp
         assert [name for _, name in rows] == ["Image acquisition", "Collect from the landing zone",
                                               "Validate name and metadata", "Convert to OME-Zarr", "Quality control"]
         assert f'/microfair/datasets/{uid}/ro-crate' in section
+        others = re.search(r'<section data-testid="other-records">(.*?)</section>', page.text, re.S)
+        assert others is None or "<h3>provenance" not in others.group(1).lower()  # not shown twice
         crate = c.get(f"/datasets/{uid}/ro-crate")
         assert crate.status_code == 200 and crate.headers["content-type"].startswith("application/ld+json")
         assert crate.content == _places(cfg, ledger, uid)["reports"].read_bytes()

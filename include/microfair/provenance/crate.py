@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rocrate.rocrate import ROCrate
 from sqlalchemy import select
 
 from microfair.ledger import Dataset, Record, StageEvent
@@ -260,6 +259,8 @@ def build_graph(ledger: Any, uid: str, root: str | Path | None) -> Graph:
 
 def build_crate(ledger: Any, uid: str, root: str | Path | None = None) -> dict[str, Any]:
     """The crate of ``uid`` as JSON-LD, for a crate written into folder ``root`` (see the module docstring)."""
+    from rocrate.rocrate import ROCrate
+
     g = build_graph(ledger, uid, root)
     crate = ROCrate(version=VERSION)
     crate.metadata.extra_contexts.append(E.WORKFLOW_RUN_CONTEXT)
