@@ -7,6 +7,7 @@ from __future__ import annotations
 import struct
 
 import dask.array as da
+from dask.delayed import Delayed
 import numpy as np
 import pytest
 from blake3 import blake3
@@ -192,3 +193,22 @@ def test_the_cli_summary_and_json_carry_the_verdict(tmp_path, source, capsys):
     assert "pixel-exact proof: verified: 6/6 planes identical" in capsys.readouterr().out
     assert main(["convert", "--json", "--overwrite", str(source), str(out)]) == 0
     assert json.loads(capsys.readouterr().out)["pixel_proof"]["verified"] == "6/6 planes identical"
+
+
+def test_the_read_back_in_small_batches_finds_the_same_plane(tmp_path, source, monkeypatch):
+    import microfair.convert.proof as proof
+
+    monkeypatch.setattr(proof, "READ_BACK_TASKS", 5)  # 4 shards a plane: one plane per compute
+    computes: list[int] = []
+    real = writer._compute
+    def counting(*objs, **kw):
+        if all(isinstance(o, Delayed) for o in objs):  # the read-back's tasks (the write pass is dask arrays)
+            computes.append(len(objs))
+        return real(*objs, **kw)
+
+    monkeypatch.setattr(writer, "_compute", counting)
+    ok = convert_to_zarr(open_image(source), tmp_path / "ok.ome.zarr", settings=settings(), ome_xml=None)
+    assert ok.extra["pixel_proof"]["verified"] == "6/6 planes identical" and computes == [4] * 6
+    faulty_writer(monkeypatch, _planes_swapped)
+    with pytest.raises(ConversionError, match="t=0 c=1 z=1"):
+        convert_to_zarr(open_image(source), tmp_path / "bad.ome.zarr", settings=settings(), ome_xml=None)

@@ -34,6 +34,7 @@ write a transposed, flipped or shuffled level 0; keep that name and signature or
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import struct
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 ALGORITHM = "BLAKE3"
 DIGEST = 32  # bytes of a BLAKE3 digest
 PLANE_KEY = b"microfair plane digest v1"
+READ_BACK_TASKS = 2048  # read-back tasks per compute (planes are batched to stay under it)
 
 
 class PixelMismatch(ValueError):
@@ -114,8 +116,18 @@ def sample_planes(n_planes: int, verify: Literal["all"] | int) -> list[int]:
     return sorted({int(round(i)) for i in np.linspace(0, n_planes - 1, int(verify))})
 
 
-def _read_back_block(arr: Any, t: int, c: int, z: int, ys: tuple[int, int], xs: tuple[int, int], tile: int
+@functools.lru_cache(maxsize=8)
+def _open_level(root: str, path: str) -> Any:
+    """Level 0 opened afresh, read-only, with zarr-python's own codec pipeline (not the writer's array object, so
+    the read-back does not share the writer's state or its native codec pipeline)."""
+    import zarr
+
+    return zarr.open_array(zarr.storage.LocalStore(root, read_only=True), path=path, mode="r")
+
+
+def _read_back_block(where: Any, t: int, c: int, z: int, ys: tuple[int, int], xs: tuple[int, int], tile: int
                      ) -> np.ndarray:
+    arr = _open_level(*where) if isinstance(where, tuple) else where
     try:
         block = np.asarray(arr[t, c, z, ys[0]:ys[1], xs[0]:xs[1]])
     except Exception as err:  # a torn shard or chunk: zarr's checksum or decoder refuses it
@@ -129,13 +141,13 @@ class _Scene:
     index: int
     name: str
     array: Any  # the level-0 Zarr array of the temporary
+    where: Any  # what the read-back opens: (store root, array path) for a local store, else the array itself
     block: tuple[int, ...]
     tile: int
     shape: tuple[int, ...]
     dtype: np.dtype
     digests: np.ndarray  # (T, C, Z, tiles Y, tiles X, 32)
     filled: np.ndarray  # (T, C, Z) bool: the source digest is there
-    checked: list[tuple[int, int, int]] = field(default_factory=list)
     plane_digests: list[bytes] = field(default_factory=list)
 
 
@@ -150,7 +162,9 @@ class PixelProof:
     def add_scene(self, index: int, name: str, array: Any, block: tuple[int, ...], tile: int) -> None:
         shape = tuple(int(s) for s in array.shape)
         nty, ntx = math.ceil(shape[3] / tile), math.ceil(shape[4] / tile)
-        self.scenes[index] = _Scene(index, name, array, tuple(block), int(tile), shape, np.dtype(array.dtype),
+        root = getattr(array.store, "root", None)
+        where = (str(root), str(array.path)) if root is not None else array
+        self.scenes[index] = _Scene(index, name, array, where, tuple(block), int(tile), shape, np.dtype(array.dtype),
                                     np.zeros((*shape[:3], nty, ntx, DIGEST), dtype=np.uint8),
                                     np.zeros(shape[:3], dtype=bool))
 
@@ -166,7 +180,7 @@ class PixelProof:
         """One task per (plane, level-0 block): the tile digests of that block as written; flat, row-major."""
         by, bx = s.block[-2], s.block[-1]
         ys, xs = list(range(0, s.shape[3], by)), list(range(0, s.shape[4], bx))
-        tasks = [dask.delayed(_read_back_block, pure=False)(s.array, t, c, z, (y0, min(y0 + by, s.shape[3])),
+        tasks = [dask.delayed(_read_back_block, pure=False)(s.where, t, c, z, (y0, min(y0 + by, s.shape[3])),
                                                             (x0, min(x0 + bx, s.shape[4])), s.tile)
                  for t, c, z in planes for y0 in ys for x0 in xs]
         return tasks, ys, xs
@@ -179,52 +193,59 @@ class PixelProof:
         :returns: the verdict (``verified: N/N planes identical``, mode, algorithm, per-scene counts and digests).
         """
         compute = compute or (lambda *objs: dask.compute(*objs))
-        scenes_out, checked_total, planes_total = [], 0, 0
-        for s in self.scenes.values():
-            if s.array.shape != s.shape or np.dtype(s.array.dtype).newbyteorder("<") != s.dtype.newbyteorder("<"):
-                raise PixelMismatch(f"scene {s.index} ({s.name}): level 0 is {s.array.dtype} {s.array.shape}, "
-                                    f"the source {s.dtype} {s.shape}")
-            if not s.filled.all():
-                missing = tuple(int(i) for i in np.argwhere(~s.filled)[0])
-                raise PixelMismatch(f"scene {s.index} ({s.name}): no source digest for t={missing[0]} c={missing[1]} "
-                                    f"z={missing[2]} (the plane was never converted)")
-            n = int(np.prod(s.shape[:3]))
-            planes = [tuple(int(i) for i in np.unravel_index(k, s.shape[:3])) for k in sample_planes(n, self.verify_planes)]
-            tasks, ys, xs = self._lazy_read_back(s, planes)
-            back = compute(*tasks)
-            per_plane = len(ys) * len(xs)
-            for k, (t, c, z) in enumerate(planes):
-                blocks = back[k * per_plane:(k + 1) * per_plane]
-                got = np.concatenate([np.concatenate(blocks[r * len(xs):(r + 1) * len(xs)], axis=1)
-                                      for r in range(len(ys))], axis=0)
-                want = s.digests[t, c, z]
-                if not np.array_equal(got, want):
-                    bad = [f"({iy}, {ix})" for iy, ix in np.argwhere((got != want).any(axis=-1))[:6]]
-                    raise PixelMismatch(
-                        f"pixel-exact proof failed: scene {s.index} ({s.name}) t={t} c={c} z={z}: level 0 as written "
-                        f"differs from the source in {int((got != want).any(axis=-1).sum())} of {want.shape[0] * want.shape[1]} "
-                        f"tile(s) of {s.tile} x {s.tile} (tile row, column: {', '.join(bad)})")
-                s.checked.append((t, c, z))
-            s.plane_digests = [plane_digest(s.digests[idx], s.dtype, s.shape[3:], s.tile) for idx in np.ndindex(*s.shape[:3])]
-            scene_hash = blake3(b"".join(s.plane_digests)).hexdigest()
-            checked_total += len(planes)
-            planes_total += n
-            scenes_out.append({"index": s.index, "name": s.name, "planes": n, "checked": len(planes),
-                               "identical": len(planes), "source_digest": scene_hash})
-            log.info("%s: pixel-exact proof of scene %d (%s): %d/%d plane(s) of level 0 read back identical "
-                     "(%s of %d)", self.who, s.index, s.name, len(planes), len(planes),
-                     "all" if len(planes) == n else "sample", n)
-        mode = "all" if checked_total == planes_total else "sample"
+        scenes_out = [self._verify_scene(s, compute) for s in self.scenes.values()]
+        checked = sum(s["checked"] for s in scenes_out)
+        planes = sum(s["planes"] for s in scenes_out)
         return {
-            "verified": f"{checked_total}/{checked_total} planes identical",
-            "passed": True, "identical": checked_total, "checked": checked_total, "planes": planes_total,
-            "mode": mode, "verify_planes": self.verify_planes, "level": 0, "algorithm": ALGORITHM,
+            "verified": f"{checked}/{checked} planes identical",
+            "passed": True, "identical": checked, "checked": checked, "planes": planes,
+            "mode": "all" if checked == planes else "sample", "verify_planes": self.verify_planes, "level": 0,
+            "algorithm": ALGORITHM,
             "method": (f"{ALGORITHM} per Zarr-chunk tile (dtype, shape, pixels), keyed by tile position, per plane; "
                        "source digested in the conversion pass, level 0 read back before publication"),
             "tile": sorted({s.tile for s in self.scenes.values()}),
             "scenes": scenes_out,
         }
 
+    def _verify_scene(self, s: _Scene, compute: Callable[..., tuple[Any, ...]]) -> dict[str, Any]:
+        if s.array.shape != s.shape or np.dtype(s.array.dtype).newbyteorder("<") != s.dtype.newbyteorder("<"):
+            raise PixelMismatch(f"scene {s.index} ({s.name}): level 0 is {s.array.dtype} {s.array.shape}, "
+                                f"the source {s.dtype} {s.shape}")
+        if not s.filled.all():
+            t, c, z = (int(i) for i in np.argwhere(~s.filled)[0])
+            raise PixelMismatch(f"scene {s.index} ({s.name}): no source digest for t={t} c={c} z={z} "
+                                "(the plane was never converted)")
+        n = int(np.prod(s.shape[:3]))
+        planes = [tuple(int(i) for i in np.unravel_index(k, s.shape[:3]))
+                  for k in sample_planes(n, self.verify_planes)]
+        per_plane = math.ceil(s.shape[3] / s.block[-2]) * math.ceil(s.shape[4] / s.block[-1])
+        batch = max(1, READ_BACK_TASKS // per_plane)  # bounded graphs, like the conversion's slabs
+        for b in range(0, len(planes), batch):
+            group = planes[b:b + batch]
+            tasks, ys, xs = self._lazy_read_back(s, group)
+            back = compute(*tasks)
+            for k, (t, c, z) in enumerate(group):
+                blocks = back[k * per_plane:(k + 1) * per_plane]
+                got = np.concatenate([np.concatenate(blocks[r * len(xs):(r + 1) * len(xs)], axis=1)
+                                      for r in range(len(ys))], axis=0)
+                self._compare(s, (t, c, z), got)
+        s.plane_digests = [plane_digest(s.digests[i], s.dtype, s.shape[3:], s.tile) for i in np.ndindex(*s.shape[:3])]
+        log.info("%s: pixel-exact proof of scene %d (%s): %d/%d plane(s) of level 0 read back identical (%s of %d)",
+                 self.who, s.index, s.name, len(planes), len(planes), "all" if len(planes) == n else "sample", n)
+        return {"index": s.index, "name": s.name, "planes": n, "checked": len(planes), "identical": len(planes),
+                "source_digest": blake3(b"".join(s.plane_digests)).hexdigest()}
+
+    @staticmethod
+    def _compare(s: _Scene, plane: tuple[int, int, int], got: np.ndarray) -> None:
+        t, c, z = plane
+        want = s.digests[t, c, z]
+        differs = (got != want).any(axis=-1)
+        if differs.any():
+            where = ", ".join(f"({iy}, {ix})" for iy, ix in np.argwhere(differs)[:6])
+            raise PixelMismatch(
+                f"pixel-exact proof failed: scene {s.index} ({s.name}) t={t} c={c} z={z}: level 0 as written differs "
+                f"from the source in {int(differs.sum())} of {differs.size} tile(s) of {s.tile} x {s.tile} "
+                f"(tile row, column: {where})")
 
 def record_pixel_proof(ledger: Any, uid: str, result: Any) -> str | None:
     """Store the conversion's verdict as the ledger record ``pixel_proof``; returns ``verified: N/N planes identical``

@@ -42,7 +42,7 @@ def _sharding(meta: dict) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
 
 
 def check_shard(path: Path, n_chunks: int) -> None:
-    """Raise :class:`TornShard` unless ``path`` ends with a valid index of ``n_chunks`` chunks that all lie inside it."""
+    """Raise :class:`TornShard` unless ``path`` ends with a valid index of ``n_chunks`` chunks, all inside it."""
     index_bytes = 16 * n_chunks
     size = path.stat().st_size
     if size < index_bytes + 4:
