@@ -1,6 +1,7 @@
-"""microfair_deposit: publish a project (or one study) in the BioImage Archive, then DataCite.
+"""microfair_deposit: publish a project (or one study) in the BioImage Archive (then DataCite), Dataverse or Zenodo.
 
-validate ─▶ upload ─▶ submit ─▶ wait (sensor, reschedule mode) ─▶ record ─▶ datacite
+choose_target ─┬▶ validate ─▶ upload ─▶ submit ─▶ wait (sensor, reschedule mode) ─▶ record ─▶ datacite   (bia)
+               └▶ repository_validate ─▶ repository_deposit                              (dataverse, zenodo)
 
 Triggered by hand with the study metadata file (YAML, see include/microfair/deposit/example_study.yaml)
 and the selection (project, optionally one study). ``validate`` lists every missing field and uploads
@@ -46,11 +47,37 @@ def _plan(params: dict, context: dict, step: str):
         "study_file": Param("", type="string", description="study metadata file (YAML) on the facility server"),
         "project": Param("", type="string", description="deposit the validated datasets of this project"),
         "study": Param("", type="string", description="… only of this study (empty: all studies of the project)"),
+        "target": Param("bia", type="string", enum=["bia", "dataverse", "zenodo"],
+                        description="where to deposit: the BioImage Archive, Dataverse (Recherche Data Gouv) "
+                                    "or Zenodo (connections biostudies_default, dataverse_default, zenodo_default)"),
+        "publish": Param(True, type="boolean",
+                         description="Dataverse/Zenodo: publish; false leaves a draft for a person to publish"),
+        "include_zarr": Param(False, type="boolean",
+                              description="Dataverse/Zenodo: also deposit each OME-Zarr as one ZIP archive"),
     },
     render_template_as_native_obj=True,
     doc_md=__doc__,
 )
 def microfair_deposit():
+    @task.branch
+    def choose_target(params: dict) -> str:
+        """The BioImage Archive path, or the common Dataverse/Zenodo path."""
+        return "validate" if (params.get("target") or "bia") == "bia" else "repository_validate"
+
+    @task
+    def repository_validate(params: dict, **context) -> dict:
+        """Every citation field the target requires, and the files; nothing is sent when one is missing."""
+        from microfair_airflow.operators.repository import validate_target
+
+        return validate_target(params, context)
+
+    @task
+    def repository_deposit(params: dict, **context) -> dict:
+        """Draft, upload (resumable, checksums), metadata, publish or leave the draft; PID into the ledger."""
+        from microfair_airflow.operators.repository import deposit_target
+
+        return deposit_target(params, context)
+
     @task
     def validate(params: dict, **context) -> dict:
         """Every field the BioImages.v5 template requires; nothing is uploaded when one is missing."""
@@ -131,7 +158,9 @@ def microfair_deposit():
                             or config_value("biostudies", "poll_seconds", default=30.0)),
         timeout=float(config_value("biostudies", "timeout_hours", default=24.0)) * 3600,
     )
-    validate() >> upload() >> submitted >> wait >> record(submitted) >> datacite()
+    bia = validate()
+    choose_target() >> [bia, repository_validate() >> repository_deposit()]
+    bia >> upload() >> submitted >> wait >> record(submitted) >> datacite()
 
 
 microfair_deposit()

@@ -88,3 +88,23 @@ def test_an_incomplete_study_file_fails_validate_and_uploads_nothing(facility, a
         assert "biosamples[0].organism.scientific_name" in result["log"]
         assert states(result, "upload") == {-1: "upstream_failed"}
         assert bs.log == [] and bs.files(LOGIN) == []
+
+
+def test_deposit_dag_target_dataverse_publishes_from_the_same_study_file(facility, airflow_home, tmp_path):
+    """target: dataverse takes the common path (the BIA tasks are skipped); Zenodo shares it (contract tests)."""
+    from microfair.standins.dataverse import DataverseStandin
+
+    config, uids = facility
+    dv_token = "Dv-token-42-never-logged"
+    with DataverseStandin({dv_token: "curator"}, collections={"imaging": {"curator"}}) as dv:
+        env = {"AIRFLOW_CONN_DATAVERSE_DEFAULT": json.dumps({"conn_type": "dataverse", "host": dv.url,
+                                                             "password": dv_token, "extra": {"collection": "imaging"}})}
+        conf = {"study_file": str(EXAMPLE), "project": "DEMO", "study": "", "target": "dataverse"}
+        result = run_dag("microfair_deposit", airflow_home, config, conf=conf, extra_env=env)
+        assert result["state"] == "success", result["log"][-3000:]
+        assert states(result, "repository_validate") == states(result, "repository_deposit") == {-1: "success"}
+        assert states(result, "validate") == {-1: "skipped"} and states(result, "upload") == {-1: "skipped"}
+        ledger = Ledger.from_config(load_config(config))
+        pub = ledger.get_record(uids[0], "publications")["dataverse"]
+        assert pub["state"] == "published" and pub["pid"] in dv.published() and pub["request"]["project"] == "DEMO"
+        assert dv_token not in result["log"]

@@ -105,6 +105,15 @@ def zenodo_metadata(study: StudyMetadata, context: dict[str, Any] | None = None,
     return md
 
 
+def validate_zenodo(study: StudyMetadata, items: list[DepositItem]) -> list[Problem]:
+    """Local checks: the citation fields Zenodo requires, and file names unique once flattened."""
+    problems = validate_citation(study, NAME)
+    names = [zenodo_name(i) for i in items]
+    for n in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(Problem("files", f"two files would both be named {n!r} on Zenodo"))
+    return problems
+
+
 class ZenodoTarget:
     """Zenodo (or its sandbox) with a personal access token (scopes ``deposit:write``, ``deposit:actions``).
 
@@ -172,11 +181,7 @@ class ZenodoTarget:
 
     # -- the steps ------------------------------------------------------------------------------------------
     def validate(self, study: StudyMetadata, items: list[DepositItem]) -> list[Problem]:
-        problems = validate_citation(study, NAME)
-        names = [zenodo_name(i) for i in items]
-        for n in sorted({n for n in names if names.count(n) > 1}):
-            problems.append(Problem("files", f"two files would both be named {n!r} on Zenodo"))
-        return problems
+        return validate_zenodo(study, items)
 
     def preflight(self, study: StudyMetadata, items: list[DepositItem]) -> None:
         """Limits first (nothing is sent), then the token (a list of the user's depositions)."""

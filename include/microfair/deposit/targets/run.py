@@ -125,6 +125,22 @@ def gather_items(cfg: Any, ledger: Any, plan: DepositPlan, target: str, *, inclu
     return items
 
 
+class LocalChecks:
+    """A target's local validation alone (no connection): what ``validate`` steps and the CLI need."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def validate(self, study: Any, items: list[DepositItem]) -> list[Problem]:
+        if self.name == "zenodo":
+            from microfair.deposit.zenodo import validate_zenodo
+
+            return validate_zenodo(study, items)
+        from microfair.deposit.targets.citation import validate_citation
+
+        return validate_citation(study, self.name)
+
+
 def _file_problems(plan: DepositPlan) -> list[Problem]:
     p = []
     if not plan.files():
