@@ -250,3 +250,25 @@ def test_oif_folder_is_collected_with_its_oif(facility_config, ledger) -> None:
     raw = Path(ledger.get(ready[0].uid).raw_path)
     assert sorted(p.name for p in Path(f"{raw}.files").iterdir()) == ["s_C001.tif", "s_C002.tif", "s_C003.tif"]
     assert len(ledger.files(ready[0].uid, "companion")) == 3
+
+
+def test_ndpi_level0_pyramid_and_macro(tmp_path: Path) -> None:
+    from tests.support.ndpi import write_ndpi
+
+    rng = np.random.default_rng(7)
+    base = rng.integers(0, 255, (256, 384, 3), dtype=np.uint8)
+    path = tmp_path / "slide.ndpi"
+    write_ndpi(path, [base, base[::2, ::2].copy()], magnification=40.0, um_per_pixel=0.23,
+               macro=rng.integers(0, 255, (80, 200, 3), dtype=np.uint8))
+    img = open_image(path)
+    assert reader_identity(img)[0] == "microfair-wsi" and img.scenes == ("Baseline",)
+    np.testing.assert_array_equal(img.dask_data.compute()[0, 0, 0], base)
+    assert img.physical_pixel_sizes.X == pytest.approx(0.23, rel=1e-6)  # from the resolution tags, in cm
+    assert [lvl["downsample"] for lvl in img.reader.source_pyramid] == [1.0, 2.0]
+    assert img.reader.associated_images == ["Macro"]
+    instrument = img.ome_metadata.instruments[0]
+    assert instrument.microscope.manufacturer == "Hamamatsu"
+    assert instrument.objectives[0].nominal_magnification == 40.0
+    with pytest.raises(UnreadableImage) as err:
+        open_image(_truncated(path, tmp_path / "cut.ndpi"))
+    assert "truncated or corrupt" in err.value.reason
