@@ -369,3 +369,33 @@ def test_irods_registration_updates_the_crate_and_registers_it_next_to_the_raw_o
     register_dataset(cfg, ledger, uid, IrodsStore(s))
     assert len(s.calls_of("data_objects", "put")) == puts
     assert s.objs[logical].data == local.read_bytes()
+
+
+def test_a_backup_verdict_adds_the_copies_and_the_evaluation_to_the_crate(one):
+    from microfair.backup import evaluate_policy
+    from microfair.backup.run import record_kind
+
+    cfg, ledger, uid = one
+    target = cfg.backup.targets[0].name
+    # What run_backup records: one run event per target (no dataset, checksum = snapshot) and the copy record.
+    run = ledger.start_event(None, "backup")
+    ledger.finish_event(run, "succeeded", checksum="4f1c0ffee0123456789abcdef", details={"target": target})
+    ledger.put_record(uid, record_kind(target), {"target": target, "snapshot": "4f1c0ffee0123456789abcdef",
+                                                  "verified": True, "verified_at": "2026-12-01T02:10:00+00:00",
+                                                  "checked_at": "2026-12-01T02:10:00+00:00", "method": "restore"})
+    evaluate_policy(cfg, ledger, [uid])  # the verdict changes: a backup stage event, then the crate is refreshed
+    (verdict_ev,) = ledger.events(uid, "backup")
+    for path in _places(cfg, ledger, uid).values():
+        crate = _crate(path)
+        assert check_crate(crate) == []
+        by_id = _by_id(crate)
+        copy = by_id[f"#backup-copy-{target}"]
+        (run_ev,) = [e for e in ledger.events() if e.id == run]
+        assert datetime.fromisoformat(copy["startTime"]) == run_ev.started_at.replace(microsecond=0,
+                                                                                      tzinfo=timezone.utc)
+        assert copy["endTime"] == "2026-12-01T02:10:00+00:00"
+        assert by_id[copy["result"][0]["@id"]]["identifier"] == "4f1c0ffee0123456789abcdef"
+        assert by_id[copy["instrument"][0]["@id"]]["name"] == "restic"
+        evaluation = by_id[f"#run-{verdict_ev.id}"]
+        assert evaluation["result"] == [{"@id": "#backup-verdict"}]
+        assert "3-2-1 does not hold" in by_id["#backup-verdict"]["description"]  # one copy of three

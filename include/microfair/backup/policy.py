@@ -25,6 +25,7 @@ from microfair.backup.run import record_kind, target_runs
 from microfair.backup.verify import ExpectedContent, check_local_file
 from microfair.config import FacilityConfig
 from microfair.ledger import Ledger, RunContext
+from microfair.provenance import refresh as refresh_provenance
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +203,7 @@ def evaluate_policy(cfg: FacilityConfig, ledger: Ledger, uids: list[str] | None 
                                    "offsite_copies": v.offsite_copies}
                 if not v.compliant:
                     outcome.state, outcome.error = "flagged", "; ".join(v.reasons)
+            refresh_provenance(cfg, ledger, ds.uid)  # the RO-Crate lists the copies; never fails the evaluation
             log.info("dataset %s: 3-2-1 %s (%d verified copies%s)", ds.uid,
                      "holds" if v.compliant else "does NOT hold", v.copies,
                      "" if v.compliant else ": " + "; ".join(v.reasons))
