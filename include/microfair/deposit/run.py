@@ -229,6 +229,12 @@ def record_deposit(cfg: Any, ledger: Any, plan: DepositPlan, ref: SubmissionRef,
         log.info("%s: deposited in the BioImage Archive as %s (DOI %s)", uid, ref.accno, doi or "not yet assigned")
     _events(ledger, plan.uids(), ctx, "record", "succeeded", details=body)
     ledger.audit(ACTOR, "deposited", None, {**body, "datasets": plan.uids(), "selection": plan.selection.label()})
+    from microfair.deposit.targets.base import Publication
+    from microfair.deposit.targets.run import record_publication
+
+    record_publication(ledger, plan.uids(), Publication(
+        "bia", "published", ref.accno, doi or ref.accno, body["url"], version=ref.version,
+        published_at=dt.datetime.now(dt.timezone.utc).isoformat(), api=client.base_url))
     return body
 
 
