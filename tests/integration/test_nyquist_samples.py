@@ -56,13 +56,14 @@ def test_leica_xz_scans_judge_the_depth_axis_as_axial(testdata: Path) -> None:
     assert under and "widefield (assumed)" in under[0]["reason"]
 
 
-def test_leica_tilescan_without_objective_and_negative_step(testdata: Path) -> None:
+def test_leica_tilescan_tiles_are_judged_with_the_las_x_objective(testdata: Path) -> None:
+    # microfair-lif reads the tile scan (one scene per tile) with its LAS X settings: C PLAN 10x/0.22 POL, air,
+    # PMT 2 band centre 537.5 nm, no AcquisitionMode (widefield assumed): dx = 537.5 / (4 * 0.22) = 610.8 nm.
     r = report_of(testdata / "leica_lasx_simulator_tilescan.lif")
-    ch = r["scenes"][0]["channels"][0]
-    assert ch["summary"] == ("not computable: missing objective NA, emission wavelength, objective immersion "
-                             "(refractive index)")
-    meta = [f for f in r["flags"] if f["metric"] == "nyquist_metadata"]
-    assert meta and "z pixel size -6.22761 µm is not positive" in meta[0]["reason"]
+    assert len(r["scenes"]) == 4 and r["scenes"][0]["na"] == pytest.approx(0.22)
+    a = axes(r)
+    assert a["x"]["nyquist_nm"] == pytest.approx(610.8, abs=0.05) and a["x"]["verdict"] == "under-sampled"
+    assert a["z"]["pixel_nm"] == pytest.approx(6227.6, abs=0.1)  # the z steps go downwards; the size is their length
 
 
 def test_olympus_oib(testdata: Path) -> None:
