@@ -112,11 +112,8 @@ SAMPLES: dict[str, TCZYX] = {
     "aperio_cmu1_small_region.svs": _svs,
 }
 
-#: samples whose reading is known not to match the independent read yet (xfail, strict=False)
-PENDING = {
-    "leica_lasx_simulator_tilescan.lif": "tile scans are read by bioio-lif as a mosaic whose tiles do not match "
-                                         "liffile's (tiles as scenes in microfair-lif pending)",
-}
+#: samples whose reading is known not to match the independent read yet (xfail, strict=False); none today
+PENDING: dict[str, str] = {}
 
 
 def _land(src: Path, dest: Path, *, cut: Path | None = None) -> Path:
