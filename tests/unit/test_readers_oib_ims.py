@@ -92,8 +92,19 @@ def test_oib_ome_metadata(oib: Path) -> None:
     channels = ome.images[0].pixels.channels
     assert [c.excitation_wavelength for c in channels] == [488, 543, 543]
     assert channels[1].emission_wavelength == 572 and channels[0].emission_wavelength is None  # 0 = not recorded
+    assert [c.fluor for c in channels] == [None, "Alexa Fluor 546", None]  # the file's DyeName ("" and "None" are none)
     assert ome.images[0].pixels.significant_bits == 12
     assert ome.images[0].acquisition_date.year == 2012
+
+
+@pytest.mark.parametrize(("model", "immersion"), [
+    ("UPLFLN 40X NA:0.75", None), ("UPLSAPO 60X O NA:1.35", "Oil"), ("UPLSAPO  60X W  NA:1.20", "Water"),
+    ("UPLSAPO 30X SIL NA:1.05", "Other"),
+])
+def test_olympus_objective_names_give_the_immersion(model: str, immersion: str | None) -> None:
+    from microfair.imaging.ome_build import immersion_value
+
+    assert immersion_value(oib_plugin._immersion(" ".join(model.split()))) == immersion
 
 
 def test_oib_lazy_chunks_are_planes_and_pickle(oib: Path) -> None:
@@ -134,7 +145,7 @@ def test_ims_metadata_colours_and_resolution_levels(ims: Path) -> None:
     channels = ome.images[0].pixels.channels
     assert channels[0].color.as_rgb_tuple()[:3] == (255, 0, 0) and channels[1].color.as_rgb_tuple()[:3] == (0, 255, 0)
     assert channels[0].emission_wavelength == 500 and channels[0].excitation_wavelength == 500
-    assert img.reader.source_pyramid == [{"level": 0, "shape": [32, 256, 256]}]
+    assert img.reader.source_pyramid == [{"level": 0, "shape": [32, 256, 256], "stored_shape": [32, 256, 256]}]
     annotation = ome.structured_annotations.map_annotations[-1]
     assert annotation.namespace == ims_plugin.PYRAMID_NAMESPACE and "level 0" in annotation.value.ms[0].k
 
@@ -157,6 +168,9 @@ def test_ims_crops_padding_and_reads_every_time_point(tmp_path: Path) -> None:
                                  chunks=(4, 32, 32), compression="gzip")
                 f.create_dataset(f"DataSet/ResolutionLevel 1/TimePoint {t}/Channel {c}/Data",
                                  data=padded[::2, ::2, ::2])
+                level1 = f[f"DataSet/ResolutionLevel 1/TimePoint {t}/Channel {c}"]
+                for axis, n in zip("ZYX", (3, 15, 10)):  # level 1's own size, without padding
+                    level1.attrs[f"ImageSize{axis}"] = chars(str(n))
                 f.require_group(f"DataSetInfo/Channel {c}").attrs["Name"] = chars(f"ch{c}")
         image = f["DataSetInfo"].create_group("Image")
         for key, value in {"X": "20", "Y": "30", "Z": "5", "ExtMin0": "0", "ExtMax0": "10", "ExtMin1": "0",
@@ -171,5 +185,6 @@ def test_ims_crops_padding_and_reads_every_time_point(tmp_path: Path) -> None:
     np.testing.assert_array_equal(img.dask_data[1, 0, -1, -1, -1].compute(), truth[1, 0, -1, -1, -1])
     assert tuple(img.physical_pixel_sizes) == pytest.approx((1.0, 0.5, 0.5))
     assert img.time_interval.total_seconds() == pytest.approx(30)
-    assert [lvl["level"] for lvl in img.reader.source_pyramid] == [0, 1]
+    assert img.reader.source_pyramid == [{"level": 0, "shape": [5, 30, 20], "stored_shape": [8, 32, 32]},
+                                         {"level": 1, "shape": [3, 15, 10], "stored_shape": [4, 16, 16]}]
     assert img.dask_data.chunks[2] == (4, 1)  # one HDF5 chunk depth per dask chunk, cropped

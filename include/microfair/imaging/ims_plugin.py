@@ -4,9 +4,9 @@ An Imaris 5.5 file is HDF5: ``DataSet/ResolutionLevel r/TimePoint t/Channel c/Da
 one (Z, Y, X) volume per time point and channel, padded up to the HDF5 chunk size, and
 ``DataSetInfo`` holds the metadata as attributes stored as arrays of single characters.
 
-What is read: the full-resolution level (``ResolutionLevel 0``), cropped to
-``DataSetInfo/Image`` ``X``/``Y``/``Z``; physical sizes from ``ExtMin``/``ExtMax`` (the
-extents are voxel edges, so size = extent / count); channel names, colours and
+What is read: the full-resolution level (``ResolutionLevel 0``), cropped to the level's
+``ImageSizeZ/Y/X`` (else ``DataSetInfo/Image`` ``X``/``Y``/``Z``); physical sizes from
+``ExtMin``/``ExtMax`` (the extents are voxel edges, so size = extent / count); channel names, colours and
 wavelengths from ``DataSetInfo/Channel c``; the time increment from ``TimeInfo``; the
 file's own resolution levels as :attr:`Reader.source_pyramid` (also in the xarray attrs and
 an OME MapAnnotation in namespace ``microfair.org/source-pyramid``).
@@ -174,9 +174,9 @@ class Reader(bioio_base.reader.Reader):
         if first.ndim != 3:
             raise UnsupportedLayout(f"Data arrays of {first.ndim} axes; an Imaris 5.5 volume has (Z, Y, X)")
         stored = tuple(first.shape)
-        zyx = tuple(_int(attr_text(image, k)) or n for k, n in zip("ZYX", stored))
+        zyx = _image_size(level0["TimePoint 0/Channel 0"], image, stored)
         if any(a > b for a, b in zip(zyx, stored)):
-            raise DamagedImage(f"DataSetInfo/Image says {zyx} (Z, Y, X) but the Data arrays are only {stored}")
+            raise DamagedImage(f"the image size is {zyx} (Z, Y, X) but the Data arrays are only {stored}")
         for t in times:
             for c in channels:
                 ds = level0.get(f"TimePoint {t}/Channel {c}/Data")
@@ -188,10 +188,13 @@ class Reader(bioio_base.reader.Reader):
         self._shape = (len(times), len(channels), *zyx)
         self._dtype = first.dtype.name
         self._h5_chunk_z = first.chunks[0] if first.chunks else 1
-        self._pyramid = [
-            {"level": r, "shape": list(f[f"DataSet/ResolutionLevel {r}/TimePoint 0/Channel 0/Data"].shape)}
-            for r in levels if f"DataSet/ResolutionLevel {r}/TimePoint 0/Channel 0/Data" in f
-        ]
+        self._pyramid = []
+        for r in levels:
+            group = f[f"DataSet/ResolutionLevel {r}"].get("TimePoint 0/Channel 0")
+            if group is not None and "Data" in group:
+                padded = tuple(group["Data"].shape)
+                self._pyramid.append({"level": r, "shape": list(_image_size(group, image if r == 0 else None, padded)),
+                                      "stored_shape": list(padded)})
         self._info = {k: attr_text(image, k) for k in image.attrs}
         self._channel_info = [
             {k: attr_text(f[f"DataSetInfo/Channel {c}"], k) for k in f[f"DataSetInfo/Channel {c}"].attrs}
@@ -206,7 +209,7 @@ class Reader(bioio_base.reader.Reader):
 
     @property
     def source_pyramid(self) -> list[dict[str, Any]]:
-        """The file's own resolution levels: level and stored (Z, Y, X) shape (padded as stored)."""
+        """The file's own resolution levels: level, (Z, Y, X) shape, and the padded shape as stored."""
         return [dict(level) for level in self._pyramid]
 
     def _z_chunk(self) -> int:
@@ -279,7 +282,7 @@ class Reader(bioio_base.reader.Reader):
         for channel, colour in zip(ome.images[0].pixels.channels, self._colours()):
             if colour is not None:
                 channel.color = colour
-        entries = [OmeMap.M(k=f"level {lvl['level']}", value=f"shape {lvl['shape']} (Z, Y, X as stored)")
+        entries = [OmeMap.M(k=f"level {lvl['level']}", value=f"shape {lvl['shape']} (Z, Y, X)")
                    for lvl in self._pyramid]
         annotations = list(ome.structured_annotations.map_annotations) if ome.structured_annotations else []
         ann_id = f"Annotation:{len(annotations)}"
@@ -287,6 +290,17 @@ class Reader(bioio_base.reader.Reader):
         ome.images[0].annotation_refs.append(AnnotationRef(id=ann_id))
         ome.structured_annotations = StructuredAnnotations(map_annotations=annotations)
         return ome
+
+
+def _image_size(channel: h5py.Group, image: h5py.Group | None, stored: tuple[int, ...]) -> tuple[int, ...]:
+    """(Z, Y, X) without padding: the level's ``ImageSize{Z,Y,X}``, else ``DataSetInfo/Image`` X/Y/Z, else stored."""
+    out = []
+    for axis, n in zip("ZYX", stored):
+        size = _int(attr_text(channel, f"ImageSize{axis}"))
+        if size is None and image is not None:
+            size = _int(attr_text(image, axis))
+        out.append(size or n)
+    return tuple(out)
 
 
 def _float(text: str | None, *, zero: bool = False) -> float | None:

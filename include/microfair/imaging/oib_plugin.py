@@ -264,13 +264,16 @@ class Reader(bioio_base.reader.Reader):
         out = []
         for i in range(self._sizes()["C"]):
             section = self._settings.get(f"Channel {i + 1} Parameters", {})
-            name = _text(section.get("CH Name"))
-            dye = _text(section.get("DyeName"))
-            if dye and dye.lower() != "none" and dye != name:
+            name, dye = _text(section.get("CH Name")), self._dye(i)
+            if dye and dye != name:
                 name = f"{name} ({dye})" if name else dye
             out.append(ChannelSpec(name, _wavelength(section.get("EmissionWavelength")),
                                    _wavelength(section.get("ExcitationWavelength"))))
         return out
+
+    def _dye(self, channel: int) -> str | None:
+        dye = _text(self._settings.get(f"Channel {channel + 1} Parameters", {}).get("DyeName"))
+        return dye if dye and dye.lower() != "none" else None
 
     def _objective(self) -> ObjectiveSpec | None:
         acq = self._properties.get("Acquisition Parameters Common", {})
@@ -278,8 +281,8 @@ class Reader(bioio_base.reader.Reader):
         na, mag = _number(acq.get("ObjectiveLens NAValue")), _number(acq.get("Magnification"))
         if not (model or na or mag):
             return None
-        return ObjectiveSpec(model=" ".join(model.split()) if model else None, numerical_aperture=na,
-                             magnification=mag)
+        model = " ".join(model.split()) if model else None
+        return ObjectiveSpec(model=model, numerical_aperture=na, magnification=mag, immersion=_immersion(model))
 
     @property
     def ome_metadata(self) -> OME:
@@ -297,6 +300,8 @@ class Reader(bioio_base.reader.Reader):
             objective=self._objective(),
             creator=f"microfair {READER_NAME} (oiffile {oiffile.__version__})",
         )
+        for i, channel in enumerate(ome.images[0].pixels.channels):
+            channel.fluor = self._dye(i)
         bits = _number(self._settings.get("Reference Image Parameter", {}).get("ValidBitCounts"))
         if bits and 0 < bits <= 8 * np.dtype(self._dtype).itemsize:
             ome.images[0].pixels.significant_bits = int(bits)
@@ -320,6 +325,16 @@ def _misnamed(name: str, kind: str) -> str:
                 "rename it to .oib")
     return ("the content is an Olympus OIF settings text file (its planes live in a companion folder "
             "<original name>.oif.files), but the name ends in .oib; rename it back to .oif, beside its folder")
+
+
+#: immersion tokens in Olympus objective names ("UPLSAPO 60X O NA:1.35", "UPLSAPO 30X SIL")
+OLYMPUS_IMMERSION = {"O": "oil", "OIL": "oil", "W": "water", "WI": "water", "SIL": "sil", "GLY": "glycerol"}
+
+
+def _immersion(model: str | None) -> str | None:
+    """The immersion an Olympus objective name states, as a word ome_build maps; None if it states none."""
+    tokens = (model or "").upper().replace("NA:", " ").split()
+    return next((OLYMPUS_IMMERSION[t] for t in tokens if t in OLYMPUS_IMMERSION), None)
 
 
 def _text(value: Any) -> str | None:
