@@ -100,12 +100,17 @@ def gather_items(cfg: Any, ledger: Any, plan: DepositPlan, target: str, *, inclu
 
     items: list[DepositItem] = []
     changed = []
+    extras_done: set[str] = set()
     for f in plan.files():
         size, sha, md5 = hash_file(f.local)
         if sha != f.sha256:
             changed.append((f.uid, f.remote, f.sha256 or "", sha))
-        items.append(DepositItem(f.remote, f.local, size, sha, md5, f.uid, "raw"))
         ds = ledger.require(f.uid)
+        is_raw = ds.raw_path is not None and Path(ds.raw_path) == Path(f.local)
+        items.append(DepositItem(f.remote, f.local, size, sha, md5, f.uid, "raw" if is_raw else "metadata"))
+        if not is_raw or f.uid in extras_done:  # e.g. the dataset's RO-Crate beside it: no second set of extras
+            continue
+        extras_done.add(f.uid)
         folder = f.remote.rsplit("/", 1)[0] if "/" in f.remote else ""
         if include_zarr and ds.zarr_path and Path(ds.zarr_path).is_dir():
             z = Path(ds.zarr_path)
