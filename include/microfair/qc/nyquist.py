@@ -445,6 +445,36 @@ def nyquist_report(ome_xml: str | None, thresholds: QcThresholds | None = None, 
 NYQUIST_METRICS = ("nyquist_undersampling", "nyquist_oversampling", "nyquist_metadata")
 
 
+def with_nyquist(report: dict[str, Any], ome_xml: str | None, thresholds: QcThresholds | None = None, *,
+                 image_metadata: dict[str, Any] | None = None, uid: str | None = None) -> dict[str, Any]:
+    """Put the Nyquist section and its flags into a QC report dict (in place; earlier Nyquist flags replaced)."""
+    try:
+        section = nyquist_report(ome_xml, thresholds, image_metadata=image_metadata, uid=uid)
+    except Exception as exc:  # noqa: BLE001 - the Nyquist check must never stop QC
+        log.exception("%s: Nyquist check failed", uid)
+        section = {"method": METHOD, "scenes": [], "flags": [], "not_computable": f"not computable: {exc}"}
+    flags = [f for f in report.get("flags", []) if f.get("metric") not in NYQUIST_METRICS]
+    report["flags"] = flags + section["flags"]
+    report["passed"] = not report["flags"]
+    report["nyquist"] = section
+    return report
+
+
+def nyquist_of_target(path: Path, img: Any = None) -> tuple[str | None, dict[str, Any] | None]:
+    """(OME-XML, image metadata) of a file opened as ``img``, or of an OME-Zarr folder (``microfair qc``)."""
+    if img is None:
+        xml_file = Path(path) / "OME" / "METADATA.ome.xml"
+        return (xml_file.read_text(encoding="utf-8", errors="replace") if xml_file.is_file() else None), None
+    from microfair.metadata import extract_metadata
+
+    try:
+        meta = extract_metadata(img)
+    except Exception:  # noqa: BLE001 - no metadata: the Nyquist section says "not computable"
+        log.exception("%s: metadata unreadable for the Nyquist check", Path(path).name)
+        return None, None
+    return meta.ome_xml, meta.to_dict()
+
+
 def attach_nyquist(qc_json: Path, ome_xml_file: Path, thresholds: QcThresholds | None = None, *,
                    image_metadata: dict[str, Any] | None = None, uid: str | None = None) -> dict[str, Any]:
     """Add the Nyquist section and its flags to ``qc.json`` (rewritten atomically); returns the report.
@@ -453,20 +483,12 @@ def attach_nyquist(qc_json: Path, ome_xml_file: Path, thresholds: QcThresholds |
     """
     report = json.loads(Path(qc_json).read_text(encoding="utf-8"))
     xml = Path(ome_xml_file).read_text(encoding="utf-8", errors="replace") if Path(ome_xml_file).is_file() else None
-    try:
-        section = nyquist_report(xml, thresholds, image_metadata=image_metadata, uid=uid)
-    except Exception as exc:  # noqa: BLE001 - the Nyquist check must never stop QC
-        log.exception("%s: Nyquist check failed", uid)
-        section = {"method": METHOD, "scenes": [], "flags": [], "not_computable": f"not computable: {exc}"}
-    flags = [f for f in report.get("flags", []) if f.get("metric") not in NYQUIST_METRICS]
-    report["flags"] = flags + section["flags"]
-    report["passed"] = not report["flags"]
-    report["nyquist"] = section
+    with_nyquist(report, xml, thresholds, image_metadata=image_metadata, uid=uid)
     tmp = Path(qc_json).with_name(f".{Path(qc_json).name}.tmp")
     tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
     os.replace(tmp, qc_json)
     return report
 
 
-__all__ = ["ChannelOptics", "SceneOptics", "attach_nyquist", "modality_of", "nyquist_nm", "nyquist_report",
-           "scene_optics"]
+__all__ = ["ChannelOptics", "SceneOptics", "attach_nyquist", "modality_of", "nyquist_nm", "nyquist_of_target",
+           "nyquist_report", "scene_optics", "with_nyquist"]
