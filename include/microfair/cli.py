@@ -130,22 +130,23 @@ def cmd_qc(args: argparse.Namespace) -> int:
     from microfair.config.core import QcThresholds
     from microfair.imaging import UnreadableImage, open_image
     from microfair.qc import qc_from_zarr, qc_image
+    from microfair.qc.nyquist import nyquist_of_target, with_nyquist
 
     path = _existing(args.target)
     thresholds = load_config(args.config).qc if (args.config or _env_config()) else QcThresholds()
     with _reading(path):
         try:
-            if path.is_dir():
-                report = qc_from_zarr(path, thresholds)
-            else:
-                report = qc_image(open_image(path), thresholds)
+            img = None if path.is_dir() else open_image(path)
+            report = qc_from_zarr(path, thresholds) if img is None else qc_image(img, thresholds)
+            xml, meta = nyquist_of_target(path, img)  # the Nyquist check, as in the QC stage
         except UnreadableImage as exc:
             raise UserError(str(exc)) from None
-    _print_json(report.to_dict())
-    if report.passed:
+    body = with_nyquist(report.to_dict(), xml, thresholds, image_metadata=meta, uid=path.name)
+    _print_json(body)
+    if body["passed"]:
         return 0
-    print(f"microfair: QC of {path.name} raised {len(report.flags)} flag(s): "
-          + "; ".join(f.reason for f in report.flags), file=sys.stderr)
+    print(f"microfair: QC of {path.name} raised {len(body['flags'])} flag(s): "
+          + "; ".join(f["reason"] for f in body["flags"]), file=sys.stderr)
     return 1
 
 

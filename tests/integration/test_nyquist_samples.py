@@ -79,3 +79,16 @@ def test_olympus_oib(testdata: Path) -> None:
     assert x["nyquist_nm"] == pytest.approx(ch2["wavelength_nm"] / 3, abs=0.01)
     assert x["verdict"] == "ok" and x["ratio"] == pytest.approx(x["pixel_nm"] / (ch2["wavelength_nm"] / 3), rel=1e-3)
     assert ch2["summary"] == "axial not computable: missing objective immersion (refractive index)"
+
+
+def test_cli_qc_of_a_file_includes_the_nyquist_check(testdata: Path, capsys) -> None:
+    import json
+
+    from microfair.cli import main
+
+    code = main(["qc", str(testdata / "zeiss_s1_t3_c2_z5.czi")])
+    body = json.loads(capsys.readouterr().out)
+    x = {a["axis"]: a for a in body["nyquist"]["scenes"][0]["channels"][0]["axes"]}["x"]
+    assert x["ratio"] == pytest.approx(90.5767 / 118.333, rel=1e-3) and x["verdict"] == "ok"
+    assert not [f for f in body["flags"] if f["metric"].startswith("nyquist")]
+    assert code == (0 if body["passed"] else 1)
