@@ -231,13 +231,19 @@ def write_container(root: Path, version: NgffVersion, n_scenes: int, ome_xml: st
     return group
 
 
-def write_image(root: Path, index: int, plan: ImagePlan, version: NgffVersion) -> list[zarr.Array]:
-    """Create image group ``<index>/`` with its (empty) level arrays; returns the arrays."""
+def write_image(root: Path, index: int, plan: ImagePlan, version: NgffVersion, native: bool = True
+                ) -> list[zarr.Array]:
+    """Create image group ``<index>/`` with its (empty) level arrays; returns the arrays, opened for writing with
+    the codec pipeline of :mod:`microfair.convert.pipeline` (``native=False``: zarr-python's, e.g. for worker
+    processes that may not have zarrs)."""
+    from microfair.convert.pipeline import writing
+
     model = image_model(plan, version)
     store = zarr.storage.LocalStore(str(root))
     group = model.to_zarr(store, str(index))
     group.attrs.put(model.attributes.model_dump(by_alias=True, exclude_none=True))  # no "unit": null
-    return [group[str(i)] for i in paths_range(plan)]
+    with writing(native):
+        return [zarr.open_array(store, path=f"{index}/{i}", mode="r+") for i in paths_range(plan)]
 
 
 def validate(root: Path, version: NgffVersion) -> Any:

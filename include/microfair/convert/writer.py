@@ -43,6 +43,7 @@ from microfair.convert.qcblocks import block_qc_graph
 from microfair.convert.pyramid import build_pyramid, level_shapes, thumbnail_source
 from microfair.convert.slabs import combine_qc, slabs
 from microfair.convert.source import SceneSource, scene_count, scene_source
+from microfair.convert.tiffplanes import HANDLES as TIFF_HANDLES
 from microfair.qc.bitdepth import significant_bits_of_scene
 from microfair.qc.reduce import QcGraph, scene_qc
 from microfair.qc.report import QcReport, SceneQc
@@ -245,7 +246,7 @@ def convert_to_zarr(img: Any, out: Path, *, settings: ConversionSettings, ome_xm
             for index in range(n):
                 src = scene_source(img, index)
                 plan = _plan(src, settings)
-                arrays = write_image(tmp, index, plan, version)
+                arrays = write_image(tmp, index, plan, version, native=client is None)  # zarrs: threads only
                 proof.add_scene(index, src.name, arrays[0], plan.level_block(0), plan.chunks[-1])
                 mem = memory_plan(settings.memory_limit_mb, _source_chunk_bytes(src.data), plan.chunks, plan.dtype,
                                   block=plan.level_block(0))
@@ -285,10 +286,12 @@ def convert_to_zarr(img: Any, out: Path, *, settings: ConversionSettings, ome_xm
                                           plan.scale, plan.units, src.channel_names, src.rgb))
         verdict = proof.verify(functools.partial(_compute, client=client,
                                                workers=min((m["workers"] for m in memory), default=1)))
+        TIFF_HANDLES.close()  # the source files the tifffile fast path kept open (microfair.convert.tiffplanes)
         check_shards(tmp)  # every shard of every level whole (microfair.convert.shardcheck)
         validate(tmp, version)
         _publish(tmp, out, overwrite=overwrite, who=who)
     except BaseException as exc:
+        TIFF_HANDLES.close()
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(exc, (FileExistsError, KeyboardInterrupt, SystemExit)):
             raise
