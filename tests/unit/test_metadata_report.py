@@ -236,3 +236,24 @@ def test_convert_stage_writes_the_report_and_the_dataset_page_shows_it(facility_
     assert "None" not in body and "{" not in body
     others = re.search(r'<section data-testid="other-records">(.*?)</section>', html, re.S)
     assert not others or "metadata_report" not in others.group(1)
+
+
+def test_a_report_that_cannot_be_built_is_recorded_as_its_error(facility_config, ledger, monkeypatch,
+                                                                tmp_path: Path) -> None:
+    from microfair.metadata.report import record_metadata_report
+    from microfair.monitor.seed import seed_ledger
+    from tests.support.dashboard import dashboard_client
+
+    seed_ledger(ledger, ["LSM980"], n_datasets=1, failed_fraction=0, backlog_fraction=0, with_backup=False)
+    (ds,) = ledger.datasets()
+    broken = tmp_path / "broken.ome.zarr"
+    (broken / "OME").mkdir(parents=True)
+    (broken / "OME" / "zarr.json").write_text("{not json")
+    path = record_metadata_report(ledger, ds.uid, tmp_path / "reports", broken, None)
+    record = ledger.get_record(ds.uid, "metadata_report")
+    assert record["error"].startswith("the metadata report could not be built: JSONDecodeError")
+    assert json.loads(path.read_text(encoding="utf-8")) == record
+    with dashboard_client(facility_config, ledger, monkeypatch) as client:
+        html = client.get(f"/datasets/{ds.uid}").text
+    section = re.search(r'<section data-testid="metadata-report">(.*?)</section>', html, re.S).group(1)
+    assert '<p class="flag">the metadata report could not be built: JSONDecodeError' in section
