@@ -163,6 +163,7 @@ def test_qc_table_per_scene_and_channel_with_histograms_and_no_raw_record(client
     assert '"counts"' not in html and '"edges"' not in html and "<pre" not in qc
     assert len(html) < 60_000
     assert qc.count("/thumbnails/") == 3
+    assert re.search(r"verified: (\d+)/\1 planes identical", _section(html, "pixel-proof"))  # the conversion's proof
 
 
 def test_rembi_and_dublin_core_are_definition_lists_with_missing_values(client, real) -> None:
