@@ -3,32 +3,18 @@
 from __future__ import annotations
 
 import re
-import sys
-from pathlib import Path
 
 import pytest
 
 from microfair.eln import ELN_RECORD, eln_record, resolve_link
-from tests.unit.test_dashboard_real import FakeAirflow, User
+from tests.support.dashboard import dashboard_client
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "plugins"))
-fastapi_testclient = pytest.importorskip("fastapi.testclient")
+pytest.importorskip("fastapi.testclient")
 
 
 @pytest.fixture
 def client(facility_config, ledger, monkeypatch):
-    from microfair_dashboard import deps
-    from microfair_dashboard.app import create_app
-    from microfair_dashboard.security import require_reader
-
-    monkeypatch.setenv("AIRFLOW__API__SECRET_KEY", "unit-test-signing-key")
-    app = create_app()
-    app.state.facility.cfg, app.state.facility.ledger = facility_config, ledger
-    app.dependency_overrides[require_reader] = lambda: User()
-    app.dependency_overrides[deps.airflow_api] = lambda: FakeAirflow()
-    app.dependency_overrides[deps.clear_permission] = lambda: (lambda user, dag_id: True)
-    app.dependency_overrides[deps.has_connection] = lambda: (lambda conn_id: False)
-    with fastapi_testclient.TestClient(app, root_path="/microfair") as c:
+    with dashboard_client(facility_config, ledger, monkeypatch) as c:
         yield c
 
 

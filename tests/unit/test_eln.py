@@ -75,7 +75,7 @@ def test_client_reads_and_comments_and_the_standin_keeps_api_v2_shapes(eln):
     cid = client.add_comment("experiments", 42, "hello")
     assert isinstance(cid, int)
     assert [c["comment"] for c in client.comments("experiments", 42)] == ["hello"]
-    assert ("POST", "/api/v2/experiments/42/comments", 201) in eln.calls
+    assert ("POST", "/api/v2/experiments/42/comments", 201) in eln.log
     with pytest.raises(ElnError) as bad:
         ElabftwClient(eln.url + "/api/v2", "wrong").entry("experiments", 42)
     assert bad.value.status == 401 and "wrong" not in str(bad.value)
@@ -150,7 +150,7 @@ def test_unreachable_or_refused_eln_leaves_the_post_pending_and_a_retry_posts_it
     assert "unreachable" in led.get_record("u1", ELN_RECORD)["posts"]["ingested"]["error"]
     assert "3-wrong-key-value" not in caplog.text and KEY not in caplog.text
     assert sorted(pending_posts(led)) == [("u1", "ingested"), ("u2", "deposited"), ("u2", "ingested")]
-    eln.fail_next = 1  # the first retry meets a 503 and stays pending
+    eln.fail_next("/api/v2", 1, "503")  # the first retry meets a 503 and stays pending
     assert retry_pending(led, ElabftwClient(eln.url, KEY)) == {"pending": 1, "posted": 2}
     assert retry_pending(led, ElabftwClient(eln.url, KEY)) == {"posted": 1}
     assert pending_posts(led) == []
@@ -169,7 +169,7 @@ def test_a_link_that_is_not_elabftw_is_recorded_but_never_posted(eln):
     led = _Ledger()
     led.add("u1", resolve_link("https://my.labguru.com/knowledge/experiments/123"))
     assert post_event(led, "u1", "ingested", ElabftwClient(eln.url, KEY)) is None
-    assert eln.calls == []
+    assert eln.log == []
 
 
 def test_validate_stage_carries_the_link_into_the_records(facility_config, ledger):

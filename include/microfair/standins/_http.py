@@ -17,7 +17,8 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 
 class HttpStandin:
-    """Base of a stand-in: ``with Standin(...) as s: s.url``; subclasses implement ``handle(req)``."""
+    """Base of a stand-in: ``with Standin(...) as s: s.url``; subclasses implement ``handle(req)``, which
+    returns ``(status, json_body)`` or ``(status, json_body, headers)`` (``json_body`` None: no body)."""
 
     def __init__(self) -> None:
         self.faults: list[list[Any]] = []
@@ -101,10 +102,12 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args: Any) -> None:
         pass
 
-    def _send(self, code: int, body: Any) -> None:
+    def _send(self, code: int, body: Any, headers: dict[str, str] | None = None) -> None:
         data = b"" if body is None else json.dumps(body).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -128,11 +131,13 @@ class _Handler(BaseHTTPRequestHandler):
             code = int(fault) if fault.isdigit() else 500
             self.owner.log.append((self.command, path, code))
             return self._send(code, {"status": "ERROR", "message": "Internal server error"})
+        headers: dict[str, str] = {}
         try:
-            code, out = self.owner.handle(Req(self.command, path, query, self.headers, body))
+            code, out, *more = self.owner.handle(Req(self.command, path, query, self.headers, body))
+            headers = more[0] if more else {}
         except Exception as exc:  # noqa: BLE001 - a stand-in bug must show as a 500, not a hang
             code, out = 500, {"status": "ERROR", "message": f"stand-in error: {type(exc).__name__}: {exc}"}
         self.owner.log.append((self.command, path, code))
-        self._send(code, out)
+        self._send(code, out, headers)
 
-    do_GET = do_POST = do_PUT = do_DELETE = _route
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _route

@@ -12,7 +12,8 @@ What it implements (https://doc.elabftw.net/api.html and the v2 OpenAPI descript
 * ``POST /api/v2/{type}/{id}/comments`` with ``{"comment": "..."}``: ``201``, empty body, and the new
   comment's address in ``Location`` (``/api/v2/{type}/{id}/comments/{subid}``); ``400`` without text.
 
-``fail_next`` makes the next N requests answer ``503`` (a server being upgraded).
+``fail_next("/api/v2", n, "503")`` (from :class:`~microfair.standins._http.HttpStandin`) makes the next
+``n`` requests answer ``503`` (a server being upgraded), or reset the connection (``"reset"``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import datetime as dt
 import re
 from typing import Any
 
-from microfair.standins.http import JsonHandler, LocalHttpService
+from microfair.standins._http import HttpStandin, Req
 
 ENTITY_TYPES = ("experiments", "items")
 _PATH = re.compile(r"^/api/v2/(?P<type>[a-z_]+)/(?P<id>\d+)(?P<comments>/comments)?/?$")
@@ -31,7 +32,7 @@ def _error(code: int, message: str, description: str) -> dict[str, Any]:
     return {"code": code, "message": message, "description": description}
 
 
-class ElabftwStandin(LocalHttpService):
+class ElabftwStandin(HttpStandin):
     """:param keys: API key -> ``"read"`` or ``"write"``; :param entries: (type, id) -> title of the existing entries."""
 
     def __init__(self, keys: dict[str, str], entries: dict[tuple[str, int], str] | None = None,
@@ -40,55 +41,45 @@ class ElabftwStandin(LocalHttpService):
         self.keys, self.version = dict(keys), version
         self.entries = {k: {"id": k[1], "title": v} for k, v in (entries or {}).items()}
         self.comments: dict[tuple[str, int], list[dict[str, Any]]] = {}
-        self.fail_next = 0
         self._next_comment = 1
 
     def add_entry(self, entity_type: str, entry_id: int, title: str) -> None:
         self.entries[(entity_type, entry_id)] = {"id": entry_id, "title": title}
 
-
-class _Handler(JsonHandler):
-    service: ElabftwStandin
-
-    def route(self) -> None:
-        svc = self.service
-        if svc.fail_next > 0:
-            svc.fail_next -= 1
-            return self.send(503, _error(503, "Service Unavailable", "maintenance"))
-        access = svc.keys.get(self.headers.get("Authorization") or "")
+    def handle(self, req: Req) -> tuple[Any, ...]:
+        access = self.keys.get(req.headers.get("Authorization") or "")
         if access is None:
-            return self.send(401, _error(401, "Unauthorized", "No corresponding API key found!"))
-        path = self.path.split("?", 1)[0]
-        if path.rstrip("/") == "/api/v2/info" and self.command == "GET":
-            return self.send(200, {"elabftw_version": svc.version, "all_users_count": 1})
-        m = _PATH.match(path)
+            return 401, _error(401, "Unauthorized", "No corresponding API key found!")
+        if req.path.rstrip("/") == "/api/v2/info" and req.method == "GET":
+            return 200, {"elabftw_version": self.version, "all_users_count": 1}
+        m = _PATH.match(req.path)
         if not m:
-            return self.send(404, _error(404, "Not Found", "The requested resource was not found."))
+            return 404, _error(404, "Not Found", "The requested resource was not found.")
         etype, eid = m["type"], int(m["id"])
         if etype not in ENTITY_TYPES:
-            return self.send(400, _error(400, "Bad Request", f"Incorrect endpoint {etype}"))
-        entry = svc.entries.get((etype, eid))
+            return 400, _error(400, "Bad Request", f"Incorrect endpoint {etype}")
+        entry = self.entries.get((etype, eid))
         if entry is None:
-            return self.send(404, _error(404, "Not Found", "Nothing to show with this id"))
+            return 404, _error(404, "Nothing to show with this id", "Not Found")
         if not m["comments"]:
-            if self.command == "GET":
-                return self.send(200, {**entry, "comments": svc.comments.get((etype, eid), [])})
-            return self.send(405, _error(405, "Method Not Allowed", self.command))
-        if self.command == "GET":
-            return self.send(200, svc.comments.get((etype, eid), []))
-        if self.command != "POST":
-            return self.send(405, _error(405, "Method Not Allowed", self.command))
+            if req.method == "GET":
+                return 200, {**entry, "comments": self.comments.get((etype, eid), [])}
+            return 405, _error(405, "Method Not Allowed", req.method)
+        if req.method == "GET":
+            return 200, self.comments.get((etype, eid), [])
+        if req.method != "POST":
+            return 405, _error(405, "Method Not Allowed", req.method)
         if access != "write":
-            return self.send(403, _error(403, "Forbidden", "This API key is for read operations only."))
-        body = self.json_body()
+            return 403, _error(403, "Forbidden", "This API key is for read operations only.")
+        try:
+            body = req.json()
+        except ValueError:
+            body = None
         text = body.get("comment") if isinstance(body, dict) else None
         if not isinstance(text, str) or not text.strip():
-            return self.send(400, _error(400, "Bad Request", "Missing comment"))
-        subid = svc._next_comment
-        svc._next_comment += 1
-        svc.comments.setdefault((etype, eid), []).append(
+            return 400, _error(400, "Bad Request", "Missing comment")
+        subid = self._next_comment
+        self._next_comment += 1
+        self.comments.setdefault((etype, eid), []).append(
             {"id": subid, "comment": text, "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
-        return self.send(201, None, {"Location": f"/api/v2/{etype}/{eid}/comments/{subid}"})
-
-
-ElabftwStandin.handler = _Handler
+        return 201, None, {"Location": f"/api/v2/{etype}/{eid}/comments/{subid}"}
