@@ -13,6 +13,8 @@ Every attribute lives in one namespace (``microfair`` by default, ``irods.avu_pr
     microfair.prov.microfair_version            provenance: our version,
     microfair.prov.software.<package>           the versions of the libraries that made the data,
     microfair.prov.param.<section>.<key>        and the conversion / QC parameters
+    microfair.publication.<target>.pid          where it is deposited (bia, dataverse, zenodo): persistent
+                                                identifier, landing_page, state (draft | published), version
 
 Units: in a list of records (authors, channels, scenes) the unit holds the index (``#0``, ``#1``) so
 that the values of one author stay together; physical units otherwise (``um``, ``s``).
@@ -147,7 +149,17 @@ def dataset_avus(ns: str, dataset: Any, records: Mapping[str, Mapping[str, Any] 
         out += qc_avus(ns, records.get("qc"))
         out += eln_avus(ns, records.get("eln"))
         out += provenance_avus(ns, parameters)
+        out += publication_avus(ns, records.get("publications"))
     return sorted(set(out))
+
+
+def publication_avus(ns: str, publications: Mapping[str, Any] | None) -> list[Avu]:
+    """``<ns>.publication.<target>.pid|landing_page|state|version``: where the dataset is deposited."""
+    out: list[Avu] = []
+    for target, pub in sorted((publications or {}).items()):
+        for key in ("pid", "landing_page", "state", "version"):
+            out += flatten(f"{ns}.publication.{target}.{key}", (pub or {}).get(key))
+    return out
 
 
 def in_namespace(ns: str, attributes: Iterable[str]) -> list[str]:

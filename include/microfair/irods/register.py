@@ -186,7 +186,8 @@ def register_dataset(cfg: Any, ledger: Any, uid: str, store: IrodsStore, ctx: An
             reg.zarr_collection = f"{coll}/{zarr.name}"
             _transfer_tree(store, mode, zarr, reg.zarr_collection, uid, reg)
 
-        records = {k: ledger.get_record(uid, k) for k in ("dublin_core", "rembi", "image_metadata", "qc", "eln")}
+        records = {k: ledger.get_record(uid, k)
+                   for k in ("dublin_core", "rembi", "image_metadata", "qc", "eln", "publications")}
         reg.avus_added, reg.avus_removed = store.sync_avus(
             data_object, dataset_avus(ns, ds, records, _parameters(cfg)), ns)
         if reg.zarr_collection:
