@@ -6,11 +6,9 @@ them with it (:func:`publish_companions`), the landing scan does not offer the f
 acquisitions of their own (:func:`companion_roots`), and a main file whose companions are missing is
 *incomplete* (:func:`missing_companions`, reported by the reader as "missing companion files").
 
-The rule is declared per reader plugin, never per sample or in the stages:
-
-* a plugin of ours declares ``ReaderMetadata.companion_paths(path) -> list[Path]``;
-* a third-party plugin that needs companions but cannot declare them gets an entry in
-  :data:`KNOWN_COMPANIONS`, keyed by its plugin name (like ``READER_OPTIONS``).
+The rule is declared per reader plugin, never per sample or in the stages: :data:`KNOWN_COMPANIONS`
+holds it by plugin name (like ``READER_OPTIONS``), and our plugins also answer
+``ReaderMetadata.companion_paths(path)`` with the same function.
 
 A file's rule is the rule of the plugin(s) that claim it by extension. Each rule maps the main
 file's path to the companion paths it expects, so a version copy ``slide.v2.vsi`` gets ``_slide.v2_``.
@@ -36,21 +34,31 @@ def vsi_folder(path: Path) -> list[Path]:
     return [path.with_name(f"_{os.path.splitext(path.name)[0]}_")]
 
 
-#: Companion rules of third-party plugins that cannot declare their own, by plugin name.
-KNOWN_COMPANIONS: dict[str, CompanionRule] = {"bioio-vsi": vsi_folder}
+def oif_folder(path: Path) -> list[Path]:
+    """FluoView: ``<name>.oif`` keeps its plane TIFFs in ``<name>.oif.files/`` beside it; an OIB has none."""
+    return [Path(f"{path}.files")] if path.name.lower().endswith(".oif") else []
+
+
+#: The companion rule of each reader plugin that has companion files: plugin name -> (extensions, rule).
+#: Our plugins declare the same function as ``ReaderMetadata.companion_paths`` (a unit test keeps the two
+#: in step); the table exists so that the landing scan, a fresh process every few minutes, needs no
+#: reader import (bioio, dask and ome-types take seconds to import, bioio-nd2 alone took 14 s here).
+KNOWN_COMPANIONS: dict[str, tuple[tuple[str, ...], CompanionRule]] = {
+    "microfair-vsi": ((".vsi",), vsi_folder),
+    "bioio-vsi": ((".vsi",), vsi_folder),
+    "microfair-oib": ((".oif",), oif_folder),
+}
 
 
 @lru_cache(maxsize=1)
 def _rules() -> tuple[tuple[tuple[str, ...], CompanionRule, str], ...]:
-    """(extensions, rule, plugin name) of every installed plugin that has companion files."""
-    from microfair.imaging.reading import installed_plugins
+    """(extensions, rule, plugin name) of the installed plugins with companion files (none is imported)."""
+    from importlib.metadata import entry_points
 
-    found = []
-    for plugin in installed_plugins():
-        rule = getattr(plugin.metadata, "companion_paths", None) or KNOWN_COMPANIONS.get(plugin.name)
-        if rule is not None:
-            found.append((plugin.extensions, rule, plugin.name))
-    return tuple(found)
+    installed = {ep.name for ep in entry_points(group="bioio.readers")}
+    ours = "microfair" in installed  # our facade carries every microfair-* sub-plugin
+    return tuple((exts, rule, name) for name, (exts, rule) in KNOWN_COMPANIONS.items()
+                 if name in installed or (ours and name.startswith("microfair-")))
 
 
 def expected_companions(path: str | Path) -> list[Path]:

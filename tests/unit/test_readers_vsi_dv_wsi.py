@@ -235,6 +235,29 @@ def test_companion_rules_come_from_the_plugins_not_the_stages(tmp_path: Path) ->
     assert expected_companions(tmp_path / "cells.czi") == []
 
 
+def test_plugins_declare_the_companion_rules_the_landing_scan_uses() -> None:
+    from microfair.companions import KNOWN_COMPANIONS
+    from microfair.imaging.plugins import sub_plugins
+
+    declared = {p.name: p for p in sub_plugins() if hasattr(p.metadata, "companion_paths")}
+    assert {"microfair-vsi", "microfair-oib"} <= set(declared)
+    ours = {name for name in KNOWN_COMPANIONS if name.startswith("microfair-")}
+    assert ours == set(declared)  # no plugin of ours without its entry, no entry without its plugin
+    for name, plugin in declared.items():
+        extensions, rule = KNOWN_COMPANIONS[name]
+        assert plugin.metadata.companion_paths is rule and set(extensions) <= set(plugin.extensions)
+
+
+def test_the_landing_scan_imports_no_reader() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from pathlib import Path; import microfair.landing; from microfair.companions import "
+            "companion_roots; companion_roots([Path('a.vsi'), Path('b.czi')]); print('bioio' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_oif_folder_is_collected_with_its_oif(facility_config, ledger) -> None:
     from microfair.collect import collect, scan
 

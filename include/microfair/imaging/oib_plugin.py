@@ -34,6 +34,7 @@ from fsspec.implementations.local import LocalFileSystem
 from ome_types import OME
 from tifffile import TiffFile
 
+from microfair.companions import oif_folder
 from microfair.imaging.errors import DamagedImage, MissingCompanionFiles, UnsupportedLayout
 from microfair.imaging.lazy_index import expand_key
 from microfair.imaging.ome_build import ChannelSpec, ImageSpec, ObjectiveSpec, build_ome
@@ -74,10 +75,8 @@ class ReaderMetadata(bioio_base.reader_metadata.ReaderMetadata):
     def get_reader() -> type[bioio_base.reader.Reader]:
         return Reader
 
-    @staticmethod
-    def companion_paths(path: Path) -> list[Path]:
-        """An OIF's planes are in ``<name>.oif.files/`` beside it (collect copies it along); an OIB has none."""
-        return [Path(f"{path}.files")] if str(path).lower().endswith(".oif") else []
+    #: an OIF's planes are in ``<name>.oif.files/`` beside it (collect copies it along); an OIB has none
+    companion_paths = staticmethod(oif_folder)
 
 
 class OibPlanes:

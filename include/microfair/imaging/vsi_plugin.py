@@ -59,9 +59,8 @@ class ReaderMetadata(bioio_base.reader_metadata.ReaderMetadata):
     def get_reader() -> type[bioio_base.reader.Reader]:
         return Reader
 
-    @staticmethod
-    def companion_paths(path: Path) -> list[Path]:
-        return vsi_folder(Path(path))
+    #: a ``<stem>.vsi`` keeps its pixels in ``_<stem>_/`` beside it (collect copies it along)
+    companion_paths = staticmethod(vsi_folder)
 
 
 class Reader(VsiReader):
