@@ -188,3 +188,33 @@ def test_ims_crops_padding_and_reads_every_time_point(tmp_path: Path) -> None:
     assert img.reader.source_pyramid == [{"level": 0, "shape": [5, 30, 20], "stored_shape": [8, 32, 32]},
                                          {"level": 1, "shape": [3, 15, 10], "stored_shape": [4, 16, 16]}]
     assert img.dask_data.chunks[2] == (4, 1)  # one HDF5 chunk depth per dask chunk, cropped
+
+
+def test_an_oif_and_its_folder_are_one_acquisition(facility_config, ledger, oib: Path, tmp_path: Path) -> None:
+    """The plane TIFFs in <name>.oif.files/ are not acquisitions of their own: collect copies the folder
+    with the .oif (microfair-oib declares it, microfair.companions), and the raw copy reads."""
+    import os
+    import time
+
+    from microfair.collect import collect, scan
+    from microfair.ingest import validate_dataset
+
+    with oiffile.OibFileSystem(oib) as fs:
+        fs.saveas_oif(str(tmp_path / "export"))
+    exported = next((tmp_path / "export").glob("*.oif"))
+    name = "2024-05-02_DEMO_Cells_ALebon_Control_RAW_v01.oif"
+    dest = facility_config.landing_zones[0].path / "DEMO" / name
+    dest.parent.mkdir(parents=True)
+    exported.rename(dest)
+    exported.with_name(exported.name + ".files").rename(dest.with_name(name + ".files"))
+    old = time.time() - 3600
+    for f in [dest, *dest.with_name(name + ".files").iterdir()]:
+        os.utime(f, (old, old))
+    ready = scan(facility_config, ledger).ready
+    assert [Path(a.relpath).name for a in ready] == [name]  # not s_C001.tif, s_C002.tif ...
+    collect(facility_config, ledger, ready[0])
+    raw = Path(ledger.require(ready[0].uid).raw_path)
+    assert sorted(p.name for p in raw.with_name(name + ".files").iterdir()) == sorted(
+        p.name for p in dest.with_name(name + ".files").iterdir())
+    assert validate_dataset(facility_config, ledger, ready[0].uid) == "validated"
+    np.testing.assert_array_equal(open_image(raw).get_image_data("CYX"), oiffile.imread(oib))

@@ -35,6 +35,7 @@ from ome_types import OME
 from tifffile import TiffFile
 
 from microfair.companions import oif_folder
+from microfair.companions import missing_companions, missing_message
 from microfair.imaging.errors import DamagedImage, MissingCompanionFiles, UnsupportedLayout
 from microfair.imaging.lazy_index import expand_key
 from microfair.imaging.ome_build import ChannelSpec, ImageSpec, ObjectiveSpec, build_ome
@@ -146,9 +147,9 @@ class Reader(bioio_base.reader.Reader):
         named = "oif" if name.lower().endswith(".oif") else "oib"
         if kind != named:
             raise UnsupportedLayout(_misnamed(name, kind))
-        if kind == "oif" and not Path(f"{self._path}.files").is_dir():
-            raise MissingCompanionFiles(f"missing companion files: the folder {name}.files "
-                               "with the planes is not beside it")
+        missing = missing_companions(self._path) if kind == "oif" else []
+        if missing:
+            raise MissingCompanionFiles(missing_message(self._path, missing))
         try:
             with oiffile.OifFile(self._path) as oif:
                 self._read_layout(oif)
