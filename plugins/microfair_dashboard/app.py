@@ -36,7 +36,7 @@ def _dt(d: Any) -> str:
 
 
 def create_app() -> FastAPI:
-    from microfair_dashboard.views import datasets, live, overview, rerun
+    from microfair_dashboard.views import datasets, live, overview, publish, rerun
 
     app = FastAPI(title="microfair dashboard", docs_url=None, redoc_url=None, openapi_url=None)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -58,7 +58,7 @@ def create_app() -> FastAPI:
             return HTMLResponse(body, status_code=exc.status_code)
         return await http_exception_handler(request, exc)
 
-    for module in (overview, datasets, rerun, live):
+    for module in (overview, datasets, rerun, live, publish):
         app.include_router(module.router)
     return app
 

@@ -111,9 +111,10 @@ class AirflowApi:
                          params=[("state", "running"), ("state", "queued"), ("limit", "100")])
         return list((out or {}).get("dag_runs") or [])
 
-    def trigger_dag_run(self, dag_id: str, *, note: str | None = None) -> dict[str, Any]:
-        """A new manual run of ``dag_id`` (what the UI's trigger button does)."""
-        body: dict[str, Any] = {"logical_date": None}
+    def trigger_dag_run(self, dag_id: str, *, note: str | None = None,
+                        conf: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A new manual run of ``dag_id`` (what the UI's trigger button does), with its params in ``conf``."""
+        body: dict[str, Any] = {"logical_date": None, **({"conf": conf} if conf else {})}
         if note:
             body["note"] = note[:1000]
         return self._call("POST", f"/dags/{quote(dag_id, safe='')}/dagRuns", json=body) or {}

@@ -13,7 +13,7 @@ from typing import Any
 
 #: Record kinds the detail page shows in a section of their own (not again under "Other records").
 SECTION_KINDS = ("dublin_core", "rembi", "qc", "backup_verdict", "irods", "bia", "datacite", "pixel_proof",
-                 "nyquist", "eln", "metadata_report", "provenance")
+                 "nyquist", "eln", "metadata_report", "provenance", "publications")
 
 #: Large sub-documents left out of the generic view (shown as a count or not at all).
 _BULKY = ("study", "payload", "uploads", "channels", "histogram", "locations")

@@ -265,3 +265,37 @@ def deposit(cfg: Any, ledger: Any, study_path: str | Path, selection: DepositSel
                  {"target": name, "pid": pub.pid, "landing_page": pub.landing_page, "datasets": uids,
                   "selection": selection.label()})
     return DepositOutcome(pub, action, upload)
+
+
+@dataclass
+class WaitingDraft:
+    """A Dataverse/Zenodo draft complete on the repository, waiting for a person to press publish."""
+
+    target: str
+    id: str
+    pid: str | None
+    landing_page: str | None
+    datasets: list[str]
+    request: dict[str, Any]
+    complete: bool  # every file sent and the metadata set (an interrupted run leaves an incomplete draft)
+
+    @property
+    def key(self) -> str:
+        return f"{self.target}:{self.id}"
+
+
+def waiting_drafts(ledger: Any) -> list[WaitingDraft]:
+    """Every draft recorded in the ledger's ``publications`` records, one per (target, draft id)."""
+    found: dict[tuple[str, str], WaitingDraft] = {}
+    for ds in ledger.datasets():
+        for target, body in (ledger.get_record(ds.uid, RECORD) or {}).items():
+            if not isinstance(body, dict) or body.get("state") != "draft" or target == "bia":
+                continue
+            key = (target, str(body.get("id")))
+            if key not in found:
+                found[key] = WaitingDraft(target, str(body.get("id")), body.get("pid"), body.get("landing_page"),
+                                          list(body.get("datasets") or []), dict(body.get("request") or {}),
+                                          bool(body.get("metadata_sha256")))
+            if ds.uid not in found[key].datasets:
+                found[key].datasets.append(ds.uid)
+    return sorted(found.values(), key=lambda d: (d.target, d.id))
