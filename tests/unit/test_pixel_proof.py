@@ -53,6 +53,7 @@ def test_a_good_conversion_verifies_every_plane(tmp_path, source):
     proof = result.extra["pixel_proof"]
     assert proof["verified"] == "6/6 planes identical"
     assert (proof["mode"], proof["checked"], proof["planes"], proof["algorithm"]) == ("all", 6, 6, "BLAKE3")
+    assert proof["verdict"] == "verified: 6/6 planes identical"
     (scene,) = proof["scenes"]
     assert scene["source_digest"] == reference_scene_digest(DATA, 32)
     assert result.to_dict()["pixel_proof"]["verified"] == "6/6 planes identical"
@@ -115,6 +116,7 @@ def test_sampling_reads_back_the_configured_number_of_planes(tmp_path, source, m
     proof = result.extra["pixel_proof"]
     assert proof["verified"] == "2/2 planes identical"
     assert (proof["mode"], proof["checked"], proof["planes"], proof["verify_planes"]) == ("sample", 2, 6, 2)
+    assert proof["verdict"] == "verified: 2/2 planes identical (a sample of 2 of 6)"
     # the sample is the first and the last plane: a fault there fails, a fault in between is not seen
     faulty_writer(monkeypatch, _plane_flipped)  # t=0 c=1 z=2: the last plane
     with pytest.raises(ConversionError, match="t=0 c=1 z=2"):

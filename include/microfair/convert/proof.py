@@ -198,6 +198,8 @@ class PixelProof:
         planes = sum(s["planes"] for s in scenes_out)
         return {
             "verified": f"{checked}/{checked} planes identical",
+            "verdict": f"verified: {checked}/{checked} planes identical"
+                       + ("" if checked == planes else f" (a sample of {checked} of {planes})"),
             "passed": True, "identical": checked, "checked": checked, "planes": planes,
             "mode": "all" if checked == planes else "sample", "verify_planes": self.verify_planes, "level": 0,
             "algorithm": ALGORITHM,
@@ -255,4 +257,4 @@ def record_pixel_proof(ledger: Any, uid: str, result: Any) -> str | None:
         log.warning("%s: the conversion result carries no pixel-exact proof", uid)
         return None
     ledger.put_record(uid, "pixel_proof", verdict)
-    return f"verified: {verdict['verified']}"
+    return verdict.get("verdict") or f"verified: {verdict['verified']}"
