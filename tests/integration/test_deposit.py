@@ -80,9 +80,11 @@ def test_deposit_end_to_end_records_accession_doi_and_datacite_draft(facility_co
     plan = validate_deposit(facility_config, ledger, study_file, SEL)
     c = client(bs, threshold=min(f.local.stat().st_size for f in plan.files()) - 1)  # all raw files by FTP
     report = upload_deposit(facility_config, ledger, plan, c)
-    assert len(report.uploaded) == len(uids) + 1 and report.skipped == []  # + the file list
+    assert len(plan.files()) == 2 * len(uids)  # each raw file and its RO-Crate (microfair.provenance)
+    assert len(report.uploaded) == len(plan.files()) + 1 and report.skipped == []  # + the file list
     for f in plan.files():
-        assert bs.sha256(LOGIN, f"{plan.root_path}/{f.remote}") == ledger.require(f.uid).sha256
+        crate = f.remote.endswith(".ro-crate-metadata.json")
+        assert bs.sha256(LOGIN, f"{plan.root_path}/{f.remote}") == (f.sha256 if crate else ledger.require(f.uid).sha256)
     ref = submit_deposit(facility_config, ledger, plan, c)
     assert ref.accno.startswith("S-BIAD") and ref.version == 1
     assert c.wait(ref.accno, ref.version, poll_seconds=0) == "POST_PROCESSED"
@@ -113,7 +115,10 @@ def test_deposit_end_to_end_records_accession_doi_and_datacite_draft(facility_co
     plan2 = validate_deposit(facility_config, ledger, study_file, SEL)
     assert plan2.accession == ref.accno
     r2 = upload_deposit(facility_config, ledger, plan2, c)
-    assert r2.uploaded == [] and len(r2.skipped) == len(uids) + 1
+    # the raw files are there; the crates now hold the accession and DOI, so they go again
+    crates = [f"{plan2.root_path}/{f.remote}" for f in plan2.files() if f.remote.endswith(".ro-crate-metadata.json")]
+    assert set(crates) <= set(r2.uploaded) and len(crates) == len(uids)
+    assert {f"{plan2.root_path}/{f.remote}" for f in plan2.files()} - set(crates) <= set(r2.skipped)
     assert submit_deposit(facility_config, ledger, plan2, c) == type(ref)(ref.accno, 2)
     assert PASSWORD not in caplog.text and c._token not in caplog.text and "dc-secret-pass" not in caplog.text
 

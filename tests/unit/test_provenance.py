@@ -399,3 +399,37 @@ def test_a_backup_verdict_adds_the_copies_and_the_evaluation_to_the_crate(one):
         evaluation = by_id[f"#run-{verdict_ev.id}"]
         assert evaluation["result"] == [{"@id": "#backup-verdict"}]
         assert "3-2-1 does not hold" in by_id["#backup-verdict"]["description"]  # one copy of three
+
+
+def test_the_deposit_lists_each_crate_next_to_its_raw_file(one):
+    from microfair.deposit import DepositSelection, load_study, plan_deposit
+
+    cfg, ledger, uid = one
+    study, problems = load_study(Path(__file__).resolve().parents[2] / "include/microfair/deposit/example_study.yaml")
+    assert problems == []
+    plan = plan_deposit(cfg, ledger, study, DepositSelection(project="DEMO"))
+    raw, crate = plan.files()
+    local = _places(cfg, ledger, uid)["reports"]
+    assert crate.local == local and crate.remote == f"{raw.remote}.ro-crate-metadata.json"
+    assert crate.sha256 == hashlib.sha256(local.read_bytes()).hexdigest() and crate.size == local.stat().st_size
+    (entries,) = plan.file_lists().values()
+    assert [e["path"] for e in entries] == [raw.remote, crate.remote]
+
+
+def test_repository_publications_of_other_targets_are_identifiers_and_results(one):
+    cfg, ledger, uid = one
+    # What microfair.deposit.targets records: one entry per repository in the "publications" record.
+    ledger.put_record(uid, "publications", {"zenodo": {
+        "target": "zenodo", "state": "published", "id": "123", "pid": "10.5281/zenodo.123",
+        "landing_page": "https://zenodo.org/records/123", "published_at": "2026-12-01T10:00:00+00:00"}})
+    ev = ledger.start_event(uid, "deposit")
+    ledger.finish_event(ev, "succeeded", details={"step": "zenodo:publish", "pid": "10.5281/zenodo.123"})
+    refresh(cfg, ledger, uid)
+    crate = _crate(_places(cfg, ledger, uid)["reports"])
+    assert check_crate(crate) == []
+    by_id = _by_id(crate)
+    assert "https://doi.org/10.5281/zenodo.123" in by_id["./"]["identifier"]
+    action = by_id[f"#run-{ev}"]
+    assert action["name"] == "Deposit in Zenodo: publish"
+    assert action["result"] == [{"@id": "https://zenodo.org/records/123"}]
+    assert by_id["https://zenodo.org/records/123"]["identifier"] == "10.5281/zenodo.123"

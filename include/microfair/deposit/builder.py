@@ -19,6 +19,7 @@ from typing import Any
 
 from microfair.deposit.pagetab import Attribute, Link, Section, Submission, attrs
 from microfair.deposit.study import Author, ImageAcquisition, StudyComponent, StudyMetadata, licence
+from microfair.provenance.deposit import crate_files
 from microfair.safepath import UnsafeName, check_relpath, contained, safe_relpath
 
 log = logging.getLogger(__name__)
@@ -219,6 +220,7 @@ def plan_deposit(cfg: Any, ledger: Any, study: StudyMetadata, selection: Deposit
             raw = Path(ds.raw_path)
             remote = _remote_path(raw, raw_root, ds)
             files.append(DepositFile(ds.uid, raw, remote, ds.size_bytes, ds.sha256, ds.microscope, title))
+            files += crate_files(cfg, ledger, ds, remote, title)  # its RO-Crate, next to it
         components.append(ComponentPlan(i, comp, files, list(acqs.values())))
     release = study.release_date or (today + dt.timedelta(days=release_in_days))
     return DepositPlan(study, selection, f"microfair/{selection.label()}", release, components, study.accession)

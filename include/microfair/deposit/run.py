@@ -29,6 +29,7 @@ from microfair.eln.notify import eln_links
 from microfair.deposit.problems import DepositInvalid, Problem
 from microfair.deposit.study import load_study
 from microfair.deposit.validate import validate_plan
+from microfair.provenance import refresh as refresh_provenance
 
 log = logging.getLogger(__name__)
 
@@ -235,6 +236,8 @@ def record_deposit(cfg: Any, ledger: Any, plan: DepositPlan, ref: SubmissionRef,
     record_publication(ledger, plan.uids(), Publication(
         "bia", "published", ref.accno, doi or ref.accno, body["url"], version=ref.version,
         published_at=dt.datetime.now(dt.timezone.utc).isoformat(), api=client.base_url))
+    for uid in plan.uids():
+        refresh_provenance(cfg, ledger, uid)  # the RO-Crate gets the accession, the DOI and the depositor
     return body
 
 
@@ -266,6 +269,8 @@ def datacite_export(cfg: Any, ledger: Any, plan: DepositPlan, client: DataciteCl
         ledger.put_record(uid, "datacite", body)
         log.info("%s: DataCite metadata for %s written%s", uid, rec["accession"], f"; draft DOI {doi}" if doi else "")
     _events(ledger, uids, ctx, "datacite", "succeeded", details={"accession": rec["accession"], "doi": doi})
+    for uid in uids:
+        refresh_provenance(cfg, ledger, uid)
     return body
 
 

@@ -80,9 +80,23 @@ def _inputs_outputs(stage: str, p: Parts, ev: Any, records: dict[str, Any]) -> t
         return _refs(p.raw, p.zarr), _refs(*(f"#irods-{k}" for k in ("data_object", "zarr_collection")
                                             if (records.get("irods") or {}).get(k)))
     if stage == "deposit":
+        target = _deposit_target(ev)
+        if target != "bia":
+            pub = (records.get("publications") or {}).get(target) or {}
+            return _refs(p.raw), _refs((pub.get("landing_page") or f"#publication-{E.slug(target)}")
+                                       if pub.get("landing_page") or pub.get("pid") else None)
         bia = records.get("bia") or {}
         return _refs(p.raw), _refs(bia.get("url") if bia.get("accession") else None)
     return [], []
+
+
+TARGETS = {"bia": "the BioImage Archive", "zenodo": "Zenodo", "dataverse": "Dataverse"}
+
+
+def _deposit_target(ev: Any) -> str:
+    """``bia`` for the BioImage Archive steps, else the repository named in the step (``zenodo:publish``)."""
+    step = str((ev.details or {}).get("step") or "")
+    return step.split(":", 1)[0] if ":" in step else "bia"
 
 
 def _parameters(g: Graph, aid: str, stage: str, run: dict[str, Any] | None, records: dict[str, Any]) -> list[dict]:
@@ -123,7 +137,11 @@ def stage_actions(g: Graph, events: list[Any], runs: dict[str, Any], records: di
         run = runs.get(str(ev.id))
         aid = f"#run-{ev.id}"
         step = (ev.details or {}).get("step")
-        name = LABEL.get(ev.stage, ev.stage) + (f": {step}" if step else "")
+        if ev.stage == "deposit" and step and ":" in str(step):
+            target, sub = str(step).split(":", 1)
+            name = f"Deposit in {TARGETS.get(target, target)}: {sub}"
+        else:
+            name = LABEL.get(ev.stage, ev.stage) + (f": {step}" if step else "")
         objects, results = _inputs_outputs(ev.stage, p, ev, records)
         results += _refs(*p.extra.get(ev.stage, []))
         action: Entity = {"@id": aid, "@type": "CreateAction", "name": name,

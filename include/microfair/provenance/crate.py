@@ -180,8 +180,20 @@ def _root(g: Graph, ds: Any, records: dict[str, Any], p: Parts, actions: list[st
 
 def _other_identifiers(g: Graph, records: dict[str, Any], identifiers: list[str]) -> None:
     """Deposit identifiers other stages record (Dataverse, Zenodo…: any record with a DOI, accession or URL)."""
+    for target, pub in sorted((records.get("publications") or {}).items()):
+        if not isinstance(pub, dict) or not (pub.get("landing_page") or pub.get("pid")):
+            continue
+        pid = str(pub.get("pid") or "")
+        g.add({"@id": publication_id(target, pub), "@type": "CreativeWork",
+               "name": f"{target} record {pub.get('id') or pid}", **({"identifier": pid} if pid else {}),
+               **({"datePublished": pub["published_at"]} if pub.get("published_at") else {}),
+               "creativeWorkStatus": pub.get("state") or "published"})
+        if pid:
+            doi = f"https://doi.org/{pid}" if pid.startswith("10.") else pid
+            if doi not in identifiers:
+                identifiers.append(doi)
     for kind in sorted(records):
-        if kind in _KNOWN or kind.startswith("backup:"):
+        if kind in _KNOWN or kind == "publications" or kind.startswith("backup:"):
             continue
         body = records[kind] or {}
         doi = body.get("doi") or body.get("persistent_id") or body.get("persistentId")
@@ -193,6 +205,10 @@ def _other_identifiers(g: Graph, records: dict[str, Any], identifiers: list[str]
         if url:
             g.add({"@id": url, "@type": "CreativeWork", "name": f"{kind} deposit",
                    **({"identifier": str(doi)} if doi else {})})
+
+
+def publication_id(target: str, pub: dict[str, Any]) -> str:
+    return pub.get("landing_page") or f"#publication-{E.slug(target)}"
 
 
 def _irods_entities(g: Graph, records: dict[str, Any]) -> None:
