@@ -230,7 +230,7 @@ def test_convert_stage_writes_the_report_and_the_dataset_page_shows_it(facility_
     body = section.group(1)
     assert "16 fields read from the source" in body and "2 lost" in body
     targets = dict(re.findall(r'<tr data-target="(\w+)"><th>[^<]*</th><td class="num">(\d+)</td>', body))
-    assert targets == {"ngff": "5", "zarr_ome_xml": "0", "rembi": "14", "dublin_core": "0"}  # carried per place
+    assert targets == {"ngff": "6", "zarr_ome_xml": "0", "rembi": "14", "dublin_core": "0"}  # carried per place
     lost = re.search(r'<table class="grid" data-testid="metadata-report-lost">(.*?)</table>', body, re.S).group(1)
     assert lost.count("<tr>") == 3 and "Detector" in lost and "no detector field" in lost  # header + 2 channels
     assert "None" not in body and "{" not in body
@@ -257,3 +257,24 @@ def test_a_report_that_cannot_be_built_is_recorded_as_its_error(facility_config,
         html = client.get(f"/datasets/{ds.uid}").text
     section = re.search(r'<section data-testid="metadata-report">(.*?)</section>', html, re.S).group(1)
     assert '<p class="flag">the metadata report could not be built: JSONDecodeError' in section
+
+
+@pytest.mark.parametrize("kind", ["lif", "ome-tiff"])
+def test_the_time_increment_reaches_the_ngff_t_axis(kind: str, tmp_path: Path) -> None:
+    """Found by the report: bioio gives the interval as a timedelta (dropped), or not at all (bioio-ome-tiff)."""
+    from tests.support.lif_writer import LifImageSpec, write_lif
+
+    if kind == "lif":
+        data = np.random.default_rng(5).integers(0, 255, (3, 2, 8, 8), dtype=np.uint8)  # T C Y X, 1.5 s apart
+        raw = write_lif(tmp_path / "t.lif", [LifImageSpec("xyt", data, ("T", "C", "Y", "X"), ranges={"T": (0, 3.0)})])
+        expected = 1.5
+    else:
+        raw = tmp_path / "t.ome.tiff"
+        _rich_ome_tiff(raw)
+        expected = 30.0
+    report, _, _ = _report(raw, tmp_path / "t.ome.zarr")
+    axes = _ngff_attrs(tmp_path / "t.ome.zarr")["multiscales"][0]["axes"]
+    scale = _ngff_attrs(tmp_path / "t.ome.zarr")["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]
+    assert axes[0] == {"name": "t", "type": "time", "unit": "second"}
+    assert scale["scale"][0] == pytest.approx(expected)
+    assert _rows(report)["time_increment"]["targets"]["ngff"]["status"] == "carried"

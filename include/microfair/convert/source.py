@@ -65,6 +65,17 @@ def _ome_channel_colors(img: Any, scene: int, n: int) -> list[str | None]:
     return colors
 
 
+def _ome_seconds(img: Any, scene: int) -> float | None:
+    """Pixels@TimeIncrement of the scene's OME metadata, in seconds (None when absent)."""
+    try:
+        pixels = img.ome_metadata.images[scene].pixels
+        unit = getattr(pixels.time_increment_unit, "value", "s")
+        factor = {"ns": 1e-9, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0}[unit]
+        return float(pixels.time_increment) * factor if pixels.time_increment else None
+    except Exception:  # noqa: BLE001 - no OME metadata, or none for this scene
+        return None
+
+
 def _default_colors(n: int) -> list[str]:
     return ["FFFFFF"] if n == 1 else [PALETTE[i % len(PALETTE)] for i in range(n)]
 
@@ -151,7 +162,7 @@ def scene_source(img: Any, scene: int) -> SceneSource:
         if value is not None and value > 0:
             scale[axis], units[axis] = float(value), "micrometer"  # bioio reports micrometres
     interval = getattr(img, "time_interval", None)
-    seconds = _seconds(interval)
+    seconds = _seconds(interval) or _ome_seconds(img, scene)  # bioio-ome-tiff gives no interval: the OME's
     if seconds:
         scale["t"], units["t"] = seconds, "second"
     try:
@@ -162,9 +173,11 @@ def scene_source(img: Any, scene: int) -> SceneSource:
 
 
 def _seconds(interval: Any) -> float | None:
-    """bioio's time interval (a pint quantity, a number of seconds, or None) in seconds."""
+    """bioio's time interval (a timedelta, a pint quantity, a number of seconds, or None) in seconds."""
     if interval is None:
         return None
+    if hasattr(interval, "total_seconds"):  # bioio 3 readers give a datetime.timedelta
+        return float(interval.total_seconds()) or None
     try:
         if hasattr(interval, "to"):
             return float(interval.to("second").magnitude) or None
