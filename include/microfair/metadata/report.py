@@ -211,14 +211,14 @@ def build_metadata_report(*, uid: str, ome_xml: str | None, image_metadata: dict
         for c, ch in enumerate(img.channels):
             crow = []
             for name in CHANNEL_FIELDS:
-                src = ch.get(name)
+                src, origin = ch.get(name), img.channel_origin.get(c, {}).get(name, "OME-XML")
                 targets = None if src is None else {
                     "ngff": _ngff(name, src, ng, c, len(img.channels)),
-                    "zarr_ome_xml": _zarr_ome(name, src, "OME-XML", zi, c, zarr_problem),
+                    "zarr_ome_xml": _zarr_ome(name, src, origin, zi, c, zarr_problem),
                     "rembi": _rembi(name, src, i, c, rembi),
                     "dublin_core": _dublin_core(name, src, dublin_core),
                 }
-                crow.append(_row(name, src, "OME-XML", targets))
+                crow.append(_row(name, src, origin, targets))
             channels.append({"index": c, "name": ch.get("name"), "fields": crow})
         out_images.append({"index": i, "name": img.name, "fields": rows, "channels": channels})
     report = {

@@ -37,6 +37,7 @@ class ImageFields:
     values: dict[str, Any] = field(default_factory=dict)
     channels: list[dict[str, Any]] = field(default_factory=list)
     origin: dict[str, str] = field(default_factory=dict)  # field -> "OME-XML" or "reader"
+    channel_origin: dict[int, dict[str, str]] = field(default_factory=dict)  # channel -> field -> "reader"
 
 
 def _unit(value: Any) -> str | None:
@@ -147,6 +148,7 @@ def merge_reader(images: list[ImageFields], image_metadata: dict[str, Any] | Non
                            ("excitation_wavelength", "excitation_nm")):
                 if img.channels[c].get(f) is None and ch.get(key) is not None:
                     img.channels[c][f] = ch[key]
+                    img.channel_origin.setdefault(c, {})[f] = "reader"
     for img in images:
         for f, v in img.values.items():
             if v is not None:
