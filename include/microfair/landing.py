@@ -223,7 +223,8 @@ def _scan_once(cfg: FacilityConfig, ledger: Ledger, now: float | None) -> ScanRe
             continue
         known = _Zone(ledger, zone)
         paths = sorted(zone.path.rglob("*"))
-        belongs = companion_roots(paths)  # files in a main file's companion folder travel with it
+        # files in a main file's companion folder travel with it, also once retention freed the main file
+        belongs = companion_roots([*paths, *(Path(d.source_path) for d in known.datasets.values() if d.source_path)])
         for path in paths:
             if path.is_symlink() or not path.is_file() or not _is_acquisition(path, zone) or inside(path, belongs):
                 continue

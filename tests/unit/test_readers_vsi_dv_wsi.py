@@ -295,3 +295,13 @@ def test_ndpi_level0_pyramid_and_macro(tmp_path: Path) -> None:
     with pytest.raises(UnreadableImage) as err:
         open_image(_truncated(path, tmp_path / "cut.ndpi"))
     assert "truncated or corrupt" in err.value.reason
+
+
+def test_a_companion_folder_left_after_its_main_file_went_is_not_offered(testdata, facility_config, ledger) -> None:
+    from microfair.collect import collect, scan
+
+    landed = _land_vsi(testdata, facility_config.landing_zones[0].path)
+    (acq,) = scan(facility_config, ledger).ready
+    assert collect(facility_config, ledger, acq) == "collected"
+    landed.unlink()  # retention frees the main file; the .ets folder is still in the landing zone
+    assert scan(facility_config, ledger).ready == []
