@@ -11,16 +11,19 @@ wavelengths from ``DataSetInfo/Channel c``; the time increment from ``TimeInfo``
 file's own resolution levels as :attr:`Reader.source_pyramid` (also in the xarray attrs and
 an OME MapAnnotation in namespace ``microfair.org/source-pyramid``).
 
-The lazy path reads one block per dask chunk: one z-plane, or as many planes as one HDF5
-chunk holds when that stays under :data:`MAX_CHUNK_BYTES` (reading a single plane of a
-gzip chunk would decode the whole chunk once per plane). Each chunk opens the file itself,
-so the array pickles.
+The lazy path hands out one z-plane per dask chunk. Reading one plane of a gzip HDF5 chunk
+decodes the whole chunk, so each thread keeps the planes of its last two chunks (each at most
+:data:`MAX_CHUNK_BYTES`) for the next planes. Each chunk opens the file itself, so the array
+pickles.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
+import threading
+from collections import OrderedDict
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -50,7 +53,7 @@ HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 #: HDF5 looks for its superblock at 0, 512, 1024, 2048 ... (after a user block)
 SUPERBLOCK_OFFSETS = (0, 512, 1024, 2048, 4096)
 PYRAMID_NAMESPACE = "microfair.org/source-pyramid"
-MAX_CHUNK_BYTES = 32 * 2**20
+MAX_CHUNK_BYTES = 16 * 2**20
 UNITS_UM = {"nm": 1e-3, "um": 1.0, "µm": 1.0, "micrometers": 1.0, "mm": 1e3, "m": 1e6}
 _INDEXED = re.compile(r"^(ResolutionLevel|TimePoint|Channel) (\d+)$")
 
@@ -94,32 +97,60 @@ def _indexed(group: h5py.Group, kind: str) -> list[int]:
     return found
 
 
+#: per thread, the last HDF5 z-blocks read whole: (path, mtime, t, c, block) -> (Z, Y, X) array
+_LAST_BLOCK = threading.local()
+#: how many blocks each thread keeps (dask's order alternates between two neighbouring blocks)
+BLOCKS_KEPT = 2
+
+
 class ImsVolume:
     """Array-like (T, C, Z, Y, X) view of resolution level 0 that reads on indexing.
 
-    dask calls ``__getitem__`` once per chunk; each call opens the file, reads the block
-    and closes it. Only the path and shape are pickled.
+    dask calls ``__getitem__`` once per chunk (one plane); each call opens the file, reads
+    and closes it. Only the path and shape are pickled. With ``block_depth`` > 1 (the HDF5
+    chunk depth), a whole-plane request reads the planes of its HDF5 chunk once and keeps
+    them (:data:`BLOCKS_KEPT` blocks per thread) for the next planes, so a gzip chunk is decoded
+    about once per thread, not once per plane.
     """
 
-    def __init__(self, path: str, shape: tuple[int, ...], dtype: str) -> None:
+    def __init__(self, path: str, shape: tuple[int, ...], dtype: str, block_depth: int = 1) -> None:
         self.path, self.shape, self.dtype, self.ndim = path, tuple(shape), np.dtype(dtype), 5
+        self.block_depth = block_depth
 
     def __getitem__(self, key: Any) -> np.ndarray:
         key = expand_key(key, 5)
         # every index as a slice (an integer keeps its axis here and drops it at the end)
         spans = [k if isinstance(k, slice) else slice(int(k) % n, int(k) % n + 1) for k, n in zip(key, self.shape)]
-        ranges = [range(n)[k] for k, n in zip(spans[:2], self.shape[:2])]
-        spatial = tuple(spans[2:])
+        ranges = [range(n)[k] for k, n in zip(spans, self.shape)]
         try:
-            with h5py.File(self.path, "r") as f:
-                level = f["DataSet/ResolutionLevel 0"]
-                blocks = [[np.asarray(level[f"TimePoint {t}/Channel {c}/Data"][spatial]) for c in ranges[1]]
-                          for t in ranges[0]]
+            if self.block_depth > 1 and [len(r) for r in ranges[:3]] == [1, 1, 1] \
+                    and [len(r) for r in ranges[3:]] == list(self.shape[3:]):
+                plane = self._plane_from_block(ranges[0][0], ranges[1][0], ranges[2][0])
+                out = plane[None, None, None][..., spans[3], spans[4]]
+            else:
+                with h5py.File(self.path, "r") as f:
+                    level = f["DataSet/ResolutionLevel 0"]
+                    out = np.array([[level[f"TimePoint {t}/Channel {c}/Data"][tuple(spans[2:])] for c in ranges[1]]
+                                    for t in ranges[0]], dtype=self.dtype)
         except (OSError, KeyError) as err:
             raise DamagedImage(f"pixel block {key} cannot be read ({type(err).__name__}: {err})") from err
-        out = np.array(blocks, dtype=self.dtype)
         # integer indices drop their axis, as numpy would
         return out[tuple(0 if not isinstance(k, slice) else slice(None) for k in key)]
+
+    def _plane_from_block(self, t: int, c: int, z: int) -> np.ndarray:
+        block = z // self.block_depth
+        tag = (self.path, os.stat(self.path).st_mtime_ns, t, c, block)
+        kept: OrderedDict[tuple[Any, ...], np.ndarray] = _LAST_BLOCK.__dict__.setdefault("blocks", OrderedDict())
+        if tag in kept:
+            kept.move_to_end(tag)
+        else:
+            z0, z1 = block * self.block_depth, min((block + 1) * self.block_depth, self.shape[2])
+            with h5py.File(self.path, "r") as f:
+                data = f[f"DataSet/ResolutionLevel 0/TimePoint {t}/Channel {c}/Data"]
+                kept[tag] = np.asarray(data[z0:z1, : self.shape[3], : self.shape[4]], dtype=self.dtype)
+            while len(kept) > BLOCKS_KEPT:
+                kept.popitem(last=False)
+        return kept[tag][z % self.block_depth]
 
 
 class Reader(bioio_base.reader.Reader):
@@ -212,7 +243,8 @@ class Reader(bioio_base.reader.Reader):
         """The file's own resolution levels: level, (Z, Y, X) shape, and the padded shape as stored."""
         return [dict(level) for level in self._pyramid]
 
-    def _z_chunk(self) -> int:
+    def _block_depth(self) -> int:
+        """The HDF5 chunk depth in z, when that many whole planes fit in :data:`MAX_CHUNK_BYTES`; else 1."""
         plane = int(np.prod(self._shape[3:])) * np.dtype(self._dtype).itemsize
         depth = max(1, min(self._h5_chunk_z, self._shape[2]))
         return depth if depth * plane <= MAX_CHUNK_BYTES else 1
@@ -223,8 +255,8 @@ class Reader(bioio_base.reader.Reader):
                             attrs={"source_pyramid": self.source_pyramid})
 
     def _read_delayed(self) -> xr.DataArray:
-        source = ImsVolume(self._path, self._shape, self._dtype)
-        chunks = (1, 1, self._z_chunk(), *self._shape[3:])
+        source = ImsVolume(self._path, self._shape, self._dtype, self._block_depth())
+        chunks = (1, 1, 1, *self._shape[3:])
         name = f"ims-{Path(self._path).name}-{Path(self._path).stat().st_mtime_ns}"
         meta = np.empty((0,) * 5, dtype=source.dtype)
         return self._to_xarray(da.from_array(source, chunks=chunks, meta=meta, name=name))
