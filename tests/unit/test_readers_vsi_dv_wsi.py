@@ -305,3 +305,39 @@ def test_a_companion_folder_left_after_its_main_file_went_is_not_offered(testdat
     assert collect(facility_config, ledger, acq) == "collected"
     landed.unlink()  # retention frees the main file; the .ets folder is still in the landing zone
     assert scan(facility_config, ledger).ready == []
+
+
+def test_collect_again_after_a_crash_adopts_the_published_companion_folder(testdata, facility_config, ledger,
+                                                                          monkeypatch) -> None:
+    import microfair.collect as collect_mod
+
+    landed = _land_vsi(testdata, facility_config.landing_zones[0].path)
+    (acq,) = collect_mod.scan(facility_config, ledger).ready
+    real_copy = collect_mod.copy_verified
+
+    def crash_on_main(source, dest, **kw):
+        if Path(source) == landed:
+            raise KeyboardInterrupt("worker killed after the companion folder was published")
+        return real_copy(source, dest, **kw)
+
+    monkeypatch.setattr(collect_mod, "copy_verified", crash_on_main)
+    with pytest.raises(KeyboardInterrupt):
+        collect_mod.collect(facility_config, ledger, acq)
+    monkeypatch.setattr(collect_mod, "copy_verified", real_copy)
+    assert collect_mod.collect(facility_config, ledger, acq) == "collected"
+    raw = Path(ledger.get(acq.uid).raw_path)
+    assert open_image(raw).dims.Z == 11
+    assert len(ledger.files(acq.uid, "companion")) == 1
+
+
+def test_a_strangers_folder_at_the_companion_name_is_a_collision(testdata, facility_config, ledger) -> None:
+    from microfair.collect import collect, destination, scan
+
+    landed = _land_vsi(testdata, facility_config.landing_zones[0].path)
+    (acq,) = scan(facility_config, ledger).ready
+    stranger = destination(facility_config, acq).with_name(f"_{landed.stem}_") / "stack1" / "frame_t_0.ets"
+    stranger.parent.mkdir(parents=True)
+    stranger.write_bytes(b"someone else's pixels")
+    assert collect(facility_config, ledger, acq) == "quarantined"
+    assert "name collision" in ledger.get(acq.uid).reason
+    assert stranger.read_bytes() == b"someone else's pixels"  # never replaced
