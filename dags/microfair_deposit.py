@@ -1,7 +1,7 @@
 """microfair_deposit: publish a project (or one study) in the BioImage Archive (then DataCite), Dataverse or Zenodo.
 
-choose_target ─┬▶ validate ─▶ upload ─▶ submit ─▶ wait (sensor, reschedule mode) ─▶ record ─▶ datacite   (bia)
-               └▶ repository_validate ─▶ repository_deposit                              (dataverse, zenodo)
+choose_target ─┬▶ validate ─▶ upload ─▶ submit ─▶ wait (sensor, reschedule) ─▶ record ─▶ datacite   (bia)
+               └▶ repository_validate ─▶ repository_deposit                        (dataverse, zenodo)
 
 Triggered by hand with the study metadata file (YAML, see include/microfair/deposit/example_study.yaml)
 and the selection (project, optionally one study). ``validate`` lists every missing field and uploads

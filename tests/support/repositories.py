@@ -75,7 +75,8 @@ def open_repo(kind: str) -> Iterator[Repo]:
                            scopes={"zenodo-read-only": {"deposit:read"}}) as z:
             yield Repo("zenodo", z.url, ZENODO_TOKEN, z)
     elif kind == "dataverse-live":
-        yield Repo("dataverse", os.environ["MICROFAIR_DATAVERSE_TEST_URL"], os.environ["MICROFAIR_DATAVERSE_TEST_TOKEN"],
+        yield Repo("dataverse", os.environ["MICROFAIR_DATAVERSE_TEST_URL"],
+                   os.environ["MICROFAIR_DATAVERSE_TEST_TOKEN"],
                    collection=os.environ.get("MICROFAIR_DATAVERSE_TEST_COLLECTION", "root"))
     elif kind == "zenodo-live":
         yield Repo("zenodo", os.environ["MICROFAIR_ZENODO_TEST_URL"], os.environ["MICROFAIR_ZENODO_TEST_TOKEN"])

@@ -45,8 +45,8 @@ def _draft(ledger, uids, **kw) -> Publication:
 
 def test_dataset_page_shows_where_it_is_published_with_links(client, ledger):
     _datasets(ledger, "u1")
-    record_publication(ledger, ["u1"], Publication("dataverse", "published", "7", "doi:10.5072/FK2/ABC123",
-                                                   "https://dv.example.org/dataset.xhtml?persistentId=doi:10.5072/FK2/ABC123",
+    page = "https://dv.example.org/dataset.xhtml?persistentId=doi:10.5072/FK2/ABC123"
+    record_publication(ledger, ["u1"], Publication("dataverse", "published", "7", "doi:10.5072/FK2/ABC123", page,
                                                    version=2))
     _draft(ledger, ["u1"])
     html = client.get("/datasets/u1").text
@@ -74,7 +74,7 @@ def test_publish_view_lists_drafts_and_publishing_needs_permission_and_confirmat
     assert r.status_code == 403 and ledger.audit_entries("publish_refused")
 
     airflow = RecordingAirflow()
-    client.app.dependency_overrides[deps.clear_permission] = lambda: (lambda user, dag_id: dag_id == "microfair_deposit")
+    client.app.dependency_overrides[deps.clear_permission] = lambda: (lambda u, dag_id: dag_id == "microfair_deposit")
     client.app.dependency_overrides[deps.airflow_api] = lambda: airflow
     page = client.get("/publish").text
     token = re.search(r'name="token" value="([^"]+)"', page).group(1)

@@ -73,7 +73,8 @@ def zenodo_metadata(study: StudyMetadata, context: dict[str, Any] | None = None,
         if orcid_id(a):
             c["orcid"] = orcid_id(a)
         creators.append(c)
-    description = "".join(f"<p>{html.escape(p.strip())}</p>" for p in (study.description or "").split("\n\n") if p.strip())
+    description = "".join(f"<p>{html.escape(p.strip())}</p>"
+                          for p in (study.description or "").split("\n\n") if p.strip())
     md: dict[str, Any] = {"upload_type": "dataset", "title": study.title, "creators": creators,
                           "description": description, "keywords": [k for k in study.keywords if k],
                           "publication_date": min(release, today).isoformat(), "language": "eng"}
@@ -247,7 +248,8 @@ class ZenodoTarget:
         for name, item in wanted.items():
             have = there.get(name)
             if have is not None and have.get("checksum") == item.md5:
-                log.info("%s: %s already in Zenodo draft %s with the same MD5: skipped", item.uid or "-", name, draft.id)
+                log.info("%s: %s already in Zenodo draft %s with the same MD5: skipped", item.uid or "-", name,
+                         draft.id)
                 out.skipped.append(item.name)
                 out.files[item.name] = {"size": item.size, "sha256": item.sha256, "checksum": f"md5:{item.md5}"}
                 continue

@@ -74,7 +74,8 @@ class ZenodoStandin(HttpStandin):
         super().__init__()
         self.tokens = dict(tokens)
         self.scopes = scopes or {}
-        self.max_files, self.max_bytes, self.communities, self.doi_prefix = max_files, max_bytes, communities, doi_prefix
+        self.max_files, self.max_bytes = max_files, max_bytes
+        self.communities, self.doi_prefix = communities, doi_prefix
         self.depositions: dict[int, Deposition] = {}
         self._ids = itertools.count(1001)
         self._corrupt = 0

@@ -52,7 +52,8 @@ class DataverseHook(BaseHook):
             target = dataverse_target(fields_of(conn), retries=0, timeout=15.0)
             me = target._rq("GET", "users/:me", "GET /api/users/:me")  # noqa: SLF001 - the client's own errors
             target._py("collection", lambda: target.api.get_dataverse(target.collection))  # noqa: SLF001
-            return True, f"Dataverse at {target.base_url}: token of {me.get('identifier')}, collection {target.collection}"
+            return True, (f"Dataverse at {target.base_url}: token of {me.get('identifier')}, "
+                          f"collection {target.collection}")
         except Exception as exc:  # noqa: BLE001 - shown to the user, who needs the reason
             message = f"{type(exc).__name__}: {exc}"
             return False, message.replace(token, "***") if token else message

@@ -42,7 +42,7 @@ class ZenodoHook(BaseHook):
             conn = self.get_connection(self.zenodo_conn_id)
             token = conn.password or ""
             target = zenodo_target(fields_of(conn), retries=0, timeout=15.0)
-            target._call("GET", "deposit/depositions", "GET /api/deposit/depositions", params={"size": 1})  # noqa: SLF001
+            target._call("GET", "deposit/depositions", "GET depositions", params={"size": 1})  # noqa: SLF001
             return True, f"Zenodo at {target.base_url} accepts the token"
         except Exception as exc:  # noqa: BLE001 - shown to the user, who needs the reason
             message = f"{type(exc).__name__}: {exc}"

@@ -64,7 +64,8 @@ def publish(request: Request, target: str, draft_id: str, user: Reader, loaded: 
                             "include_zarr": bool(draft.request.get("include_zarr"))}
     try:
         run = api.trigger_dag_run(DEPOSIT_DAG, conf=conf,
-                                  note=f"publish {target} draft {draft_id} ({draft.pid}) by {actor} (microfair dashboard)")
+                                  note=f"publish {target} draft {draft_id} ({draft.pid}) by {actor} "
+                                       "(microfair dashboard)")
     except AirflowApiError as exc:
         ledger.audit(actor, "publish_failed", None, {"target": target, "draft": draft_id, "error": str(exc)})
         raise HTTPException(exc.status if exc.status in (403, 404, 409) else status.HTTP_502_BAD_GATEWAY,

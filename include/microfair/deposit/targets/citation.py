@@ -22,7 +22,8 @@ LICENCES: dict[str, tuple[str, str]] = {
     "CC-BY-SA-4.0": ("CC BY-SA 4.0", "http://creativecommons.org/licenses/by-sa/4.0"),
     "CC-BY-NC-4.0": ("CC BY-NC 4.0", "http://creativecommons.org/licenses/by-nc/4.0"),
     "CC-BY-NC-SA-4.0": ("CC BY-NC-SA 4.0", "http://creativecommons.org/licenses/by-nc-sa/4.0"),
-    "Etalab-2.0": ("etalab 2.0", "https://www.etalab.gouv.fr/wp-content/uploads/2017/04/ETALAB-Licence-Ouverte-v2.0.pdf"),
+    "Etalab-2.0": ("etalab 2.0",
+                   "https://www.etalab.gouv.fr/wp-content/uploads/2017/04/ETALAB-Licence-Ouverte-v2.0.pdf"),
     "ODbL-1.0": ("ODbL 1.0", "http://opendatacommons.org/licenses/odbl/1.0"),
 }
 
@@ -37,7 +38,7 @@ TARGET_TITLES = {"dataverse": "Dataverse", "zenodo": "Zenodo", "bia": "the BioIm
 
 
 def spdx(value: str | None) -> str | None:
-    """The SPDX id of a licence written as ``CC-BY-4.0``, ``CC BY 4.0``, ``cc0``, ``Etalab 2.0`` …; None if unknown."""
+    """The SPDX id of a licence written ``CC-BY-4.0``, ``CC BY 4.0``, ``cc0``, ``Etalab 2.0`` …; None if unknown."""
     if not value:
         return None
     key = re.sub(r"[\s_]+", "-", value.strip()).upper()
@@ -109,7 +110,8 @@ def validate_citation(study: StudyMetadata, target: str) -> list[Problem]:
             p.append(Problem("subject", "missing (one or more of: " + "; ".join(DATAVERSE_SUBJECTS) + ")"))
         for i, s in enumerate(study.subject):
             if s not in DATAVERSE_SUBJECTS:
-                p.append(Problem(f"subject[{i}]", f"{s!r} is not a Dataverse subject (" + "; ".join(DATAVERSE_SUBJECTS) + ")"))
+                p.append(Problem(f"subject[{i}]",
+                                 f"{s!r} is not a Dataverse subject (" + "; ".join(DATAVERSE_SUBJECTS) + ")"))
     if not study.license:
         p.append(Problem("license", "missing (an SPDX id such as CC-BY-4.0 or CC0-1.0)"))
     elif spdx(study.license) is None:
