@@ -94,10 +94,9 @@ def _ngff(name: str, source: Any, image: NgffImage | None, channel: int | None, 
         mine = labels[channel * per:(channel + 1) * per]
         if per == 1:
             return _verdict(source, mine[0], missing="no omero label")
-        if any(_same(lab.split(" ")[0], source) for lab in mine):
+        if all(lab.rsplit(" ", 1)[0] == str(source) for lab in mine):  # "<name> red", "<name> green", ...
             return {"status": "carried", "value": mine}
-        return {"status": "differs", "value": mine,
-                "reason": "RGB samples are stored as channels named by colour (red, green, blue)"}
+        return _no_field(f"an RGB channel is stored as {per} channels named by colour ({', '.join(mine)})")
     return _no_field(NO_NGFF)
 
 
