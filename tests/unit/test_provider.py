@@ -3,12 +3,9 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.metadata import distribution, entry_points
 from pathlib import Path
 
@@ -204,49 +201,29 @@ def test_biostudies_test_connection_logs_in(monkeypatch, tmp_path):
     assert not ok and "refused the login of 'me@facility.org' (HTTP 401)" in message and SECRET not in message
 
 
-class DataciteClients(BaseHTTPRequestHandler):
-    """``GET /clients/<id>`` of the DataCite REST API, with its basic auth (401 on bad credentials)."""
-
-    accounts = {"EMBL.FACILITY": SECRET}
-
-    def log_message(self, *args) -> None:
-        pass
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        user, _, password = base64.b64decode(self.headers.get("Authorization", "Basic ")[6:]).decode().partition(":")
-        repo = self.path.removeprefix("/clients/")
-        if self.accounts.get(user) != password:
-            code, body = 401, {"errors": [{"status": "401", "title": "Bad credentials."}]}
-        elif repo != user.lower() and repo != user:
-            code, body = 404, {"errors": [{"status": "404", "title": "The resource could not be found."}]}
-        else:
-            code, body = 200, {"data": {"id": repo.lower(), "type": "clients", "attributes": {"name": "Facility"}}}
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/vnd.api+json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-
 def test_datacite_test_connection_reads_the_client_record(monkeypatch, tmp_path):
+    import requests
+
+    from microfair.standins.datacite import DataciteStandin
     from microfair_airflow.hooks.datacite import DataciteHook
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), DataciteClients)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}"
-    try:
-        conn_env(monkeypatch, tmp_path, "dc_ok", conn_type="datacite", host=url, login="EMBL.FACILITY", password=SECRET)
+    with DataciteStandin("EMBL.FACILITY", SECRET, name="Light Microscopy Facility") as dc:
+        conn_env(monkeypatch, tmp_path, "dc_ok", conn_type="datacite", host=dc.url, login="EMBL.FACILITY",
+                 password=SECRET)
         ok, message = DataciteHook("dc_ok").test_connection()
-        assert ok and message == f"DataCite at {url} knows repository EMBL.FACILITY (Facility)"
-        conn_env(monkeypatch, tmp_path, "dc_bad", conn_type="datacite", host=url, login="EMBL.FACILITY",
+        assert ok and message == f"DataCite at {dc.url} knows repository EMBL.FACILITY (Light Microscopy Facility)"
+        assert dc.log[-1] == ("GET", "/clients/EMBL.FACILITY", 200)
+        conn_env(monkeypatch, tmp_path, "dc_bad", conn_type="datacite", host=dc.url, login="EMBL.FACILITY",
                  password=SECRET + "x")
         ok, message = DataciteHook("dc_bad").test_connection()
         assert not ok and "DataCite refused repository 'EMBL.FACILITY' (HTTP 401)" in message
-        assert SECRET not in message
-    finally:
-        server.shutdown()
-        server.server_close()
+        assert SECRET not in message and dc.log[-1] == ("GET", "/clients/EMBL.FACILITY", 401)
+        # the record as DataCite documents it (lower-case id, either case found); another repository's: 404
+        record = requests.get(f"{dc.url}/clients/embl.facility", auth=("EMBL.FACILITY", SECRET), timeout=10)
+        assert record.headers["Content-Type"] == "application/vnd.api+json"
+        assert record.json()["data"]["id"] == "embl.facility" and record.json()["data"]["type"] == "clients"
+        other = requests.get(f"{dc.url}/clients/embl.other", auth=("EMBL.FACILITY", SECRET), timeout=10)
+        assert other.status_code == 404
 
 
 def test_elabftw_test_connection_accepts_a_key_and_hides_a_refused_one(monkeypatch, tmp_path):

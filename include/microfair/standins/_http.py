@@ -3,6 +3,9 @@
 ``fail_next(prefix, n, kind, method=None, after=0)`` answers the next ``n`` requests on paths starting
 with ``prefix`` with HTTP 500/502/503 (``kind="503"``) or resets the connection half-way through the
 request body (``kind="reset"``), after letting ``after`` matching requests through.
+
+Answers are JSON (``content_type``) unless ``handle`` returns ``bytes``, which are sent as they are (with the
+``Content-Type`` from its headers); a subclass shapes the body of an injected failure in ``fault_body``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from urllib.parse import parse_qs, unquote, urlparse
 class HttpStandin:
     """Base of a stand-in: ``with Standin(...) as s: s.url``; subclasses implement ``handle(req)``, which
     returns ``(status, json_body)`` or ``(status, json_body, headers)`` (``json_body`` None: no body)."""
+
+    content_type = "application/json"
 
     def __init__(self) -> None:
         self.faults: list[list[Any]] = []
@@ -60,6 +65,10 @@ class HttpStandin:
     def handle(self, req: "Req") -> tuple[int, Any]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def fault_body(self, code: int) -> Any:
+        """The body of an injected HTTP failure (the service's own error shape in a subclass)."""
+        return {"status": "ERROR", "message": "Internal server error"}
+
     def requests_to(self, prefix: str, method: str | None = None) -> int:
         return sum(1 for m, p, _c in self.log if p.startswith(prefix) and method in (None, m))
 
@@ -78,17 +87,23 @@ class Req:
         ctype = self.headers.get("Content-Type", "")
         if ctype.startswith("application/x-www-form-urlencoded"):
             return {k: (None, v[0].encode()) for k, v in parse_qs(self.body.decode()).items()}
+        return {name: (filename, data) for name, filename, data in self.parts() or []}
+
+    def parts(self) -> list[tuple[str, str | None, bytes]] | None:
+        """The named parts of a multipart/form-data body, in order: (name, filename, bytes); None: not multipart."""
         import email.parser
         import email.policy
 
+        ctype = self.headers.get("Content-Type", "")
         msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
             b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + self.body)
-        out: dict[str, tuple[str | None, bytes]] = {}
-        if msg.is_multipart():
-            for part in msg.iter_parts():
-                name = part.get_param("name", header="content-disposition")
-                if name:
-                    out[name] = (part.get_filename(), part.get_payload(decode=True) or b"")
+        if not msg.is_multipart():
+            return None
+        out = []
+        for part in msg.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            if name:
+                out.append((name, part.get_filename(), part.get_payload(decode=True) or b""))
         return out
 
 
@@ -103,10 +118,9 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _send(self, code: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        data = b"" if body is None else json.dumps(body).encode()
+        data = body if isinstance(body, bytes) else b"" if body is None else json.dumps(body).encode()
         self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        for k, v in (headers or {}).items():
+        for k, v in {"Content-Type": self.owner.content_type, **(headers or {})}.items():
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -130,7 +144,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fault:
             code = int(fault) if fault.isdigit() else 500
             self.owner.log.append((self.command, path, code))
-            return self._send(code, {"status": "ERROR", "message": "Internal server error"})
+            return self._send(code, self.owner.fault_body(code))
         headers: dict[str, str] = {}
         try:
             code, out, *more = self.owner.handle(Req(self.command, path, query, self.headers, body))

@@ -13,15 +13,14 @@ It honours the contracts in INTERFACES.md (biostudies-backend-services):
   that is not in the user folder (the errors at ``/submissions/requests/{accNo}/{version}/errors``).
 * ``GET /submissions/{accNo}.json`` → the stored submission with its DOI (10.6019/<accNo>).
 
-Fault injection: ``fail_next(prefix, n, kind)`` answers the next ``n`` requests whose path starts with
-``prefix`` with HTTP 500/503 (``kind="500"``) or resets the connection (``kind="reset"``);
+The HTTP side is a :class:`~microfair.standins._http.HttpStandin`. Fault injection: ``fail_next(prefix, n,
+kind)`` (from that base) answers the next ``n`` requests whose path starts with ``prefix`` with HTTP 500/503
+(``kind="500"``, body a FAIL tree) or resets the connection (``kind="reset"``);
 ``ftp_drop_after(bytes, n)`` breaks the next ``n`` FTP uploads after that many bytes.
 """
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 import hashlib
 import json
 import shutil
@@ -30,15 +29,15 @@ import struct
 import threading
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlparse
 
 from pyftpdlib.authorizers import DummyAuthorizer
 from pyftpdlib.handlers import DTPHandler, FTPHandler
 from pyftpdlib.ioloop import IOLoop
 from pyftpdlib.servers import FTPServer
+
+from microfair.standins._http import HttpStandin, Req
 
 STATES = ["REQUESTED", "FILES_VALIDATED", "PROCESSED", "POST_PROCESSED"]
 
@@ -58,22 +57,20 @@ class Request:
     errors: list[str] = field(default_factory=list)
 
 
-class BiostudiesStandin:
+class BiostudiesStandin(HttpStandin):
     """Start with ``with BiostudiesStandin(tmp_path, users={"me@x.org": "pw"}) as bs: bs.url …``."""
 
     def __init__(self, root: Path, users: dict[str, str], *, ftp_user: str = "bsftp", ftp_password: str = "bsftp1"):
+        super().__init__()
         self.root = Path(root)
         self.users = dict(users)
         self.secrets = {u: f"{uuid.uuid4().hex[:2]}/{uuid.uuid4()}-{i}" for i, u in enumerate(users)}
         self.tokens: dict[str, str] = {}
         self.requests: dict[tuple[str, int], Request] = {}
         self.submissions: dict[str, dict[str, Any]] = {}
-        self.log: list[tuple[str, str, int]] = []
-        self.faults: list[list[Any]] = []
         self.ftp_faults: list[int] = []
         self.ftp_user, self.ftp_password = ftp_user, ftp_password
         self._next_acc = 100
-        self._lock = threading.Lock()
         for u in users:
             self.user_dir(u).mkdir(parents=True, exist_ok=True)
 
@@ -88,37 +85,16 @@ class BiostudiesStandin:
         base = self.user_dir(login)
         return sorted(p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file())
 
-    def fail_next(self, prefix: str, n: int = 1, kind: str = "500", *, method: str | None = None,
-                  after: int = 0) -> None:
-        """Fail the next ``n`` requests on paths starting with ``prefix`` (after letting ``after`` through)."""
-        with self._lock:
-            self.faults.append([prefix, n, kind, method, after])
-
     def ftp_drop_after(self, nbytes: int, n: int = 1) -> None:
         self.ftp_faults.extend([nbytes] * n)
 
-    def _take_fault(self, method: str, path: str) -> str | None:
-        with self._lock:
-            for f in self.faults:
-                if path.startswith(f[0]) and f[1] > 0 and f[3] in (None, method):
-                    if f[4] > 0:
-                        f[4] -= 1
-                        continue
-                    f[1] -= 1
-                    return f[2]
-        return None
+    def fault_body(self, code: int) -> dict[str, Any]:
+        return fail("Internal server error")
 
     # -- lifecycle --------------------------------------------------------------------------------------
     def __enter__(self) -> "BiostudiesStandin":
+        super().__enter__()
         standin = self
-
-        class Handler(_Handler):
-            bs = standin
-
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.http.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.http.server_port}"
-        threading.Thread(target=self.http.serve_forever, daemon=True).start()
 
         auth = DummyAuthorizer()
         auth.add_user(self.ftp_user, self.ftp_password, str(self.root / "users"), perm="elradfmwMT")
@@ -152,8 +128,7 @@ class BiostudiesStandin:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.http.shutdown()
-        self.http.server_close()
+        super().__exit__(*exc)
         self.ftp.close_all()
 
     # -- submissions ----------------------------------------------------------------------------------
@@ -173,7 +148,7 @@ class BiostudiesStandin:
             problems.append("Submission title is required")
         if problems:
             return 400, fail("Submission validation errors", *problems)
-        with self._lock:
+        with self.lock:
             accno = pagetab.get("accno") or f"S-BIAD{self._next_acc}"
             if not pagetab.get("accno"):
                 self._next_acc += 1
@@ -212,7 +187,7 @@ class BiostudiesStandin:
         req = self.requests.get((accno, version))
         if req is None:
             return None
-        with self._lock:
+        with self.lock:
             i = min(req.polls, len(STATES) - 1)
             req.polls += 1
             if req.errors and i >= 1:
@@ -228,128 +203,87 @@ class BiostudiesStandin:
                 self.submissions[accno] = stored
             return state
 
-
-class _Handler(BaseHTTPRequestHandler):
-    bs: BiostudiesStandin
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args: Any) -> None:  # quiet
-        pass
-
-    def _send(self, code: int, body: Any = None, *, text: bool = False) -> None:
-        data = b"" if body is None else (body.encode() if text else json.dumps(body).encode())
-        self.send_response(code)
-        self.send_header("Content-Type", "text/plain" if text else "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-        self.bs.log.append((self.command, self.path, code))
-
-    def _body(self) -> bytes:
-        n = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(n) if n else b""
-
-    def _reset(self) -> None:
-        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.close_connection = True
-        self.connection.close()
-        self.bs.log.append((self.command, self.path, 0))
-
-    def _route(self) -> None:
-        url = urlparse(self.path)
-        path, q = unquote(url.path), {k: v[0] for k, v in parse_qs(url.query).items()}
-        fault = self.bs._take_fault(self.command, path)
-        if fault == "reset":
-            n = int(self.headers.get("Content-Length") or 0)
-            if n:
-                self.rfile.read(min(n, 1024))  # a reset in the middle of the body
-            return self._reset()
-        if fault:
-            self._body()
-            return self._send(int(fault) if fault.isdigit() else 500, {"status": "FAIL", "log": {
-                "level": "ERROR", "message": "Internal server error", "subnodes": []}})
-        if path in ("/auth/login", "/auth/signin") and self.command == "POST":
-            try:
-                creds = json.loads(self._body() or b"{}")
-            except ValueError:
-                creds = {}
-            login = creds.get("login")
-            if login in self.bs.users and self.bs.users[login] == creds.get("password"):
-                token = uuid.uuid4().hex
-                self.bs.tokens[token] = login
-                return self._send(200, {"sessid": token, "email": login, "username": login.split("@")[0],
-                                        "secret": self.bs.secrets[login], "fullname": login, "superuser": False,
-                                        "orcid": None, "allow": [], "deny": [], "uploadType": "ftp"})
-            return self._send(401, fail("Invalid email address or password."))
-        token = self.headers.get("X-Session-Token")
-        login = self.bs.tokens.get(token or "")
+    # -- the HTTP API -----------------------------------------------------------------------------------
+    def handle(self, req: Req) -> tuple[Any, ...]:
+        if req.path in ("/auth/login", "/auth/signin") and req.method == "POST":
+            return self._login(req)
+        token = req.headers.get("X-Session-Token")
+        login = self.tokens.get(token or "")
         if login is None:
-            self._body()
-            return self._send(401, fail("Authentication required: invalid or expired session token"))
-        home = self.bs.user_dir(login)
-        if path == "/auth/logout":
-            self._body()
-            self.bs.tokens.pop(token, None)
-            return self._send(200, {})
-        if path.startswith("/files/user"):
-            rel = path[len("/files/user"):].strip("/")
-            target = (home / rel).resolve()
-            if not str(target).startswith(str(home.resolve())):
-                return self._send(403, fail("forbidden path"))
-            if self.command == "GET":
-                if not target.is_dir():
-                    return self._send(404, fail(f"folder {rel} not found"))
-                return self._send(200, [
-                    {"name": p.name, "path": f"user/{rel}".rstrip("/"), "size": p.stat().st_size if p.is_file() else 0,
-                     "type": "FILE" if p.is_file() else "DIR"} for p in sorted(target.iterdir())])
-            if self.command == "POST":
-                body = self._body()
-                msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-                    b"Content-Type: " + self.headers["Content-Type"].encode() + b"\r\n\r\n" + body)
-                if not msg.is_multipart():
-                    return self._send(400, fail("multipart/form-data expected"))
-                target.mkdir(parents=True, exist_ok=True)
-                for part in msg.iter_parts():
-                    if part.get_param("name", header="content-disposition") == "files":
-                        name = Path(part.get_filename()).name
-                        tmp = target / f".{name}.part"
-                        tmp.write_bytes(part.get_payload(decode=True) or b"")
-                        tmp.replace(target / name)
-                return self._send(200, None)
-            if self.command == "DELETE":
-                f = target / q.get("fileName", "")
-                if f.is_file():
-                    f.unlink()
-                elif f.is_dir():
-                    shutil.rmtree(f)
-                return self._send(200, None)
-        if path.startswith("/folder/user") and self.command == "POST":
-            self._body()
-            rel = path[len("/folder/user"):].strip("/")
-            (home / rel / q["folder"]).mkdir(parents=True, exist_ok=True)
-            return self._send(200, None)
-        if path in ("/submissions/async", "/submissions") and self.command == "POST":
-            if self.headers.get("Submission_Type") not in ("application/json",):
-                self._body()
-                return self._send(415, fail("Unsupported submission format"))
-            code, out = self.bs.submit(login, self._body())
-            return self._send(code, out)
-        parts = path.strip("/").split("/")
-        if len(parts) == 5 and parts[:2] == ["submissions", "requests"] and self.command == "GET":
+            return 401, fail("Authentication required: invalid or expired session token")
+        if req.path == "/auth/logout":
+            self.tokens.pop(token, None)
+            return 200, {}
+        if req.path.startswith("/files/user"):
+            return self._files(req, login)
+        if req.path.startswith("/folder/user") and req.method == "POST":
+            rel = req.path[len("/folder/user"):].strip("/")
+            (self.user_dir(login) / rel / req.query["folder"]).mkdir(parents=True, exist_ok=True)
+            return 200, None
+        if req.path in ("/submissions/async", "/submissions") and req.method == "POST":
+            if req.headers.get("Submission_Type") not in ("application/json",):
+                return 415, fail("Unsupported submission format")
+            return self.submit(login, req.body)
+        parts = req.path.strip("/").split("/")
+        if len(parts) == 5 and parts[:2] == ["submissions", "requests"] and req.method == "GET":
             accno, version, what = parts[2], int(parts[3]), parts[4]
-            req = self.bs.requests.get((accno, version))
-            if req is None:
-                return self._send(404, fail(f"request {accno}/{version} not found"))
+            request = self.requests.get((accno, version))
+            if request is None:
+                return 404, fail(f"request {accno}/{version} not found")
             if what == "status":
-                return self._send(200, self.bs.status(accno, version), text=True)
+                return 200, str(self.status(accno, version)).encode(), {"Content-Type": "text/plain"}
             if what == "errors":
-                return self._send(200, req.errors)
-        if len(parts) == 2 and parts[0] == "submissions" and parts[1].endswith(".json") and self.command == "GET":
-            sub = self.bs.submissions.get(parts[1][:-5])
+                return 200, request.errors
+        if len(parts) == 2 and parts[0] == "submissions" and parts[1].endswith(".json") and req.method == "GET":
+            sub = self.submissions.get(parts[1][:-5])
             if sub is None:
-                return self._send(404, fail(f"submission {parts[1][:-5]} not found"))
-            return self._send(200, {k: v for k, v in sub.items() if not k.startswith("_")})
-        self._body()
-        return self._send(404, fail(f"no endpoint {self.command} {path}"))
+                return 404, fail(f"submission {parts[1][:-5]} not found")
+            return 200, {k: v for k, v in sub.items() if not k.startswith("_")}
+        return 404, fail(f"no endpoint {req.method} {req.path}")
 
-    do_GET = do_POST = do_DELETE = do_PUT = _route
+    def _login(self, req: Req) -> tuple[int, dict[str, Any]]:
+        try:
+            creds = json.loads(req.body or b"{}")
+        except ValueError:
+            creds = {}
+        login = creds.get("login") if isinstance(creds, dict) else None
+        if login in self.users and self.users[login] == creds.get("password"):
+            token = uuid.uuid4().hex
+            self.tokens[token] = login
+            return 200, {"sessid": token, "email": login, "username": login.split("@")[0],
+                         "secret": self.secrets[login], "fullname": login, "superuser": False,
+                         "orcid": None, "allow": [], "deny": [], "uploadType": "ftp"}
+        return 401, fail("Invalid email address or password.")
+
+    def _files(self, req: Req, login: str) -> tuple[int, Any]:
+        home = self.user_dir(login)
+        rel = req.path[len("/files/user"):].strip("/")
+        target = (home / rel).resolve()
+        if not str(target).startswith(str(home.resolve())):
+            return 403, fail("forbidden path")
+        if req.method == "GET":
+            if not target.is_dir():
+                return 404, fail(f"folder {rel} not found")
+            return 200, [{"name": p.name, "path": f"user/{rel}".rstrip("/"),
+                          "size": p.stat().st_size if p.is_file() else 0,
+                          "type": "FILE" if p.is_file() else "DIR"} for p in sorted(target.iterdir())]
+        if req.method == "POST":
+            parts = req.parts()
+            if parts is None:
+                return 400, fail("multipart/form-data expected")
+            target.mkdir(parents=True, exist_ok=True)
+            for name, filename, data in parts:
+                base = Path(filename or "").name
+                if name == "files" and base:
+                    tmp = target / f".{base}.part"
+                    tmp.write_bytes(data)
+                    tmp.replace(target / base)
+            return 200, None
+        if req.method == "DELETE":
+            f = target / req.query.get("fileName", "")
+            if f.is_file():
+                f.unlink()
+            elif f.is_dir():
+                shutil.rmtree(f)
+            return 200, None
+        return 404, fail(f"no endpoint {req.method} {req.path}")

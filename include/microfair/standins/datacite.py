@@ -1,96 +1,91 @@
-"""A local DataCite REST API (``/dois``) on 127.0.0.1, for demos and tests.
+"""A local DataCite REST API (``/dois``, ``/clients``) on 127.0.0.1, for demos and tests.
 
-Basic auth ``REPOSITORY_ID:PASSWORD`` (401 otherwise); ``POST /dois`` with ``prefix`` (auto suffix) or
-``doi`` creates a DOI, in state ``draft`` unless an ``event`` is given; missing ``titles``/``creators``
-for a findable DOI → 422 ``{"errors":[{"source","title"}]}``; ``PUT /dois/{doi}`` updates; ``GET`` reads.
+Written from the DataCite REST API reference (https://support.datacite.org/docs/api): JSON:API bodies
+(``application/vnd.api+json``), basic auth ``REPOSITORY_ID:PASSWORD`` on every request (401
+``{"errors":[{"status","title"}]}`` otherwise).
+
+* ``GET /clients/{repository id}`` → the repository's client record ``{"data": {"id", "type": "clients",
+  "attributes": {"name", "symbol", ...}}}`` (the id is the lower-case symbol; either case is found);
+  another repository's id → 404.
+* ``POST /dois`` with ``prefix`` (auto suffix) or ``doi`` creates a DOI, in state ``draft`` unless an
+  ``event`` is given; missing ``titles``/``creators``/... for a findable DOI → 422
+  ``{"errors":[{"source","title"}]}``; a taken DOI → 422; a prefix not assigned to the repository → 403.
+* ``PUT /dois/{doi}`` updates; ``GET /dois/{doi}`` reads (404 when unknown).
+
+Faults: ``fail_next`` from :class:`~microfair.standins._http.HttpStandin`; its ``log`` lists every request.
 """
 
 from __future__ import annotations
 
 import base64
-import json
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from microfair.standins._http import HttpStandin, Req
 
-class DataciteStandin:
-    def __init__(self, repository_id: str, password: str, prefix: str = "10.80000") -> None:
+
+def _error(code: int, title: str) -> tuple[int, dict[str, Any]]:
+    return code, {"errors": [{"status": str(code), "title": title}]}
+
+
+NOT_FOUND = _error(404, "The resource could not be found.")
+
+
+class DataciteStandin(HttpStandin):
+    """``with DataciteStandin("EBI.TEST", "password") as dc: dc.url``; ``dc.dois`` holds the DOIs' attributes."""
+
+    content_type = "application/vnd.api+json"
+
+    def __init__(self, repository_id: str, password: str, prefix: str = "10.80000", *,
+                 name: str = "Facility", contact_email: str = "facility@example.org") -> None:
+        super().__init__()
         self.repository_id, self.password, self.prefix = repository_id, password, prefix
+        self.name, self.contact_email = name, contact_email
         self.dois: dict[str, dict[str, Any]] = {}
-        self.calls: list[tuple[str, str, int]] = []
 
-    def __enter__(self) -> "DataciteStandin":
-        standin = self
+    def fault_body(self, code: int) -> dict[str, Any]:
+        return _error(code, "Internal server error")[1]
 
-        class Handler(_Handler):
-            dc = standin
+    def client_record(self) -> dict[str, Any]:
+        return {"data": {"id": self.repository_id.lower(), "type": "clients", "attributes": {
+            "name": self.name, "symbol": self.repository_id.upper(), "contactEmail": self.contact_email,
+            "clientType": "repository", "isActive": True, "prefixes": [self.prefix]}}}
 
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.http.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.http.server_port}"
-        threading.Thread(target=self.http.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.http.shutdown()
-        self.http.server_close()
-
-
-class _Handler(BaseHTTPRequestHandler):
-    dc: DataciteStandin
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def _send(self, code: int, body: Any) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/vnd.api+json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-        self.dc.calls.append((self.command, self.path, code))
-
-    def _route(self) -> None:
-        n = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(n) if n else b""
-        expected = base64.b64encode(f"{self.dc.repository_id}:{self.dc.password}".encode()).decode()
-        if self.headers.get("Authorization") != f"Basic {expected}":
-            return self._send(401, {"errors": [{"status": "401", "title": "Bad credentials."}]})
-        parts = self.path.strip("/").split("/", 1)
+    def handle(self, req: Req) -> tuple[int, Any]:
+        expected = base64.b64encode(f"{self.repository_id}:{self.password}".encode()).decode()
+        if req.headers.get("Authorization") != f"Basic {expected}":
+            return _error(401, "Bad credentials.")
+        parts = req.path.strip("/").split("/", 1)
+        if parts[0] == "clients" and len(parts) == 2 and req.method == "GET":
+            return (200, self.client_record()) if parts[1].lower() == self.repository_id.lower() else NOT_FOUND
         if parts[0] != "dois":
-            return self._send(404, {"errors": [{"status": "404", "title": "The resource could not be found."}]})
-        if self.command == "GET" and len(parts) == 2:
-            doi = parts[1]
-            if doi not in self.dc.dois:
-                return self._send(404, {"errors": [{"status": "404", "title": "The resource could not be found."}]})
-            return self._send(200, {"data": {"id": doi, "type": "dois", "attributes": self.dc.dois[doi]}})
+            return NOT_FOUND
+        doi = parts[1] if len(parts) == 2 else None
+        if req.method == "GET" and doi:
+            return self._doi(200, doi) if doi in self.dois else NOT_FOUND
         try:
-            attrs = json.loads(raw)["data"]["attributes"]
+            attrs = req.json()["data"]["attributes"]
         except (ValueError, KeyError, TypeError):
-            return self._send(400, {"errors": [{"status": "400", "title": "You need to provide a payload"}]})
+            return _error(400, "You need to provide a payload")
         event = attrs.pop("event", None)
         if event in ("publish", "register"):
             missing = [k for k in ("titles", "creators", "publisher", "publicationYear", "url") if not attrs.get(k)]
             if missing:
-                return self._send(422, {"errors": [{"source": k, "title": "can't be blank"} for k in missing]})
-        if self.command == "POST" and len(parts) == 1:
-            doi = attrs.pop("doi", None) or f"{attrs.pop('prefix', self.dc.prefix)}/{uuid.uuid4().hex[:8]}"
-            if doi in self.dc.dois:
-                return self._send(422, {"errors": [{"source": "doi", "title": "This DOI has already been taken"}]})
-            if not doi.startswith(self.dc.prefix + "/"):
-                return self._send(403, {"errors": [{"status": "403", "title": "prefix not assigned to repository"}]})
-            self.dc.dois[doi] = {**attrs, "doi": doi, "state": "findable" if event == "publish" else "draft"}
-            return self._send(201, {"data": {"id": doi, "type": "dois", "attributes": self.dc.dois[doi]}})
-        if self.command == "PUT" and len(parts) == 2:
-            doi = parts[1]
-            if doi not in self.dc.dois:
-                return self._send(404, {"errors": [{"status": "404", "title": "The resource could not be found."}]})
-            self.dc.dois[doi].update({**attrs, "doi": doi})
-            return self._send(200, {"data": {"id": doi, "type": "dois", "attributes": self.dc.dois[doi]}})
-        return self._send(405, {"errors": [{"status": "405", "title": "Method not allowed"}]})
+                return 422, {"errors": [{"source": k, "title": "can't be blank"} for k in missing]}
+        if req.method == "POST" and doi is None:
+            doi = attrs.pop("doi", None) or f"{attrs.pop('prefix', self.prefix)}/{uuid.uuid4().hex[:8]}"
+            if doi in self.dois:
+                return 422, {"errors": [{"source": "doi", "title": "This DOI has already been taken"}]}
+            if not doi.startswith(self.prefix + "/"):
+                return _error(403, "prefix not assigned to repository")
+            self.dois[doi] = {**attrs, "doi": doi, "state": "findable" if event == "publish" else "draft"}
+            return self._doi(201, doi)
+        if req.method == "PUT" and doi:
+            if doi not in self.dois:
+                return NOT_FOUND
+            self.dois[doi].update({**attrs, "doi": doi})
+            return self._doi(200, doi)
+        return _error(405, "Method not allowed")
 
-    do_GET = do_POST = do_PUT = do_DELETE = _route
+    def _doi(self, code: int, doi: str) -> tuple[int, dict[str, Any]]:
+        return code, {"data": {"id": doi, "type": "dois", "attributes": self.dois[doi]}}
