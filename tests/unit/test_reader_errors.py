@@ -49,6 +49,15 @@ def test_a_file_truncated_at_half_is_damaged(testdata: Path, tmp_path: Path, nam
     assert "damaged" in str(err) and "truncated or corrupt" in err.reason
 
 
+@pytest.mark.parametrize("cut", [1, 13_394])
+def test_an_oib_missing_its_last_bytes_is_damaged(testdata: Path, tmp_path: Path, cut: int) -> None:
+    """oiffile reads every plane of an OIB cut by 1 % (the lost sectors hold no pixels); it is damaged all the same."""
+    data = (testdata / OIB).read_bytes()
+    (tmp_path / OIB).write_bytes(data[:-cut])
+    err = _refused(tmp_path / OIB)
+    assert err.kind == DAMAGED and f"the file is {len(data) - cut} bytes" in err.reason
+
+
 @pytest.mark.parametrize("where", ["signature", "addresses"])
 def test_an_imaris_file_with_a_broken_hdf5_superblock_is_damaged(testdata: Path, tmp_path: Path, where) -> None:
     data = bytearray((testdata / IMS).read_bytes())

@@ -160,6 +160,7 @@ class Reader(bioio_base.reader.Reader):
                                f"({type(err).__name__}: {err})") from err
 
     def _read_layout(self, oif: oiffile.OifFile) -> None:
+        _check_complete(oif, self._path)
         if not oif.series:
             raise DamagedImage(f"no TIFF plane files in the {oif.filesystem.name} container")
         series = oif.series[0]
@@ -306,6 +307,23 @@ class Reader(bioio_base.reader.Reader):
         if bits and 0 < bits <= 8 * np.dtype(self._dtype).itemsize:
             ome.images[0].pixels.significant_bits = int(bits)
         return ome
+
+
+def _check_complete(oif: oiffile.OifFile, path: str) -> None:
+    """An OIB whose sector table uses sectors past the end of the file is truncated.
+
+    Checked up front because oiffile reads a stream cut short without complaint when the
+    missing sectors hold something other than pixels (a thumbnail, a LUT); any cut is damage.
+    """
+    com = getattr(oif.filesystem, "com", None)
+    fat, sector = getattr(com, "_fat", None), getattr(com, "sec_size", None)
+    if not fat or not sector:
+        return
+    used = [i for i, entry in enumerate(fat) if entry != oiffile.CompoundFile.FREESECT]
+    needed = (max(used) + 2) * sector if used else 0  # the header takes the first sector's place
+    size = Path(path).stat().st_size
+    if size < needed:
+        raise DamagedImage(f"the file is {size} bytes, but its sector table uses {needed}: truncated")
 
 
 def _plane_properties(oif: oiffile.OifFile, plane: str) -> dict[str, Any]:
