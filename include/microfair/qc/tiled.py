@@ -129,16 +129,14 @@ def plane_stats_tiled(block: np.ndarray, tile: int) -> np.ndarray:
         h, w = part.shape[-2:]
         if h < 3 or w < 3:
             continue
-        x = part.astype(np.int32)
-        lap = x[..., :-2, 1:-1] + x[..., 2:, 1:-1]
-        lap += x[..., 1:-1, :-2]
-        lap += x[..., 1:-1, 2:]
-        lap -= 4 * x[..., 1:-1, 1:-1]
+        lap = np.add(part[..., :-2, 1:-1], part[..., 2:, 1:-1], dtype=np.int32)  # int32 straight from 8/16 bit
+        np.add(lap, part[..., 1:-1, :-2], out=lap, casting="unsafe")
+        np.add(lap, part[..., 1:-1, 2:], out=lap, casting="unsafe")
+        lap -= np.multiply(part[..., 1:-1, 1:-1], 4, dtype=np.int32)
         # a group is one row of whole tiles: rows 1 .. h-2 are inside; columns on a tile's border are not
         lap[..., :, _border_columns(w, tile)] = 0
         sums[..., 0] += lap.sum(axis=(-2, -1), dtype=np.int64)
-        flat = lap.reshape(-1, lap.shape[-2] * lap.shape[-1]).astype(np.int64)
-        sums[..., 1] += np.einsum("ij,ij->i", flat, flat).reshape(lead)
+        sums[..., 1] += np.einsum("...ij,...ij->...", lap, lap, dtype=np.int64)
         widths = [min(tile, w - x0) for x0 in range(0, w, tile)]
         sums[..., 2] += (h - 2) * sum(tw - 2 for tw in widths if tw >= 3)
     out = np.zeros((*lead, PLANE_FIELDS), dtype=np.float64)
