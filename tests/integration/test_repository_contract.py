@@ -290,3 +290,32 @@ def test_dataverse_direct_upload_registers_files_in_batches(fac, tmp_path):
         assert repo.standin.requests_to("/s3/", "PUT") == n
         _plan, items, _ = build_repository(cfg, ledger, study(tmp_path), SEL, repo.target())
         assert repo.remote_checksums(out.publication) == {i.name: i.md5 for i in items}
+
+
+def test_the_ome_zarr_goes_as_one_archive_only_when_asked(fac, tmp_path):
+    import zipfile
+
+    cfg, ledger, uids = fac
+    zarr = tmp_path / "img.ome.zarr"
+    for rel in ("zarr.json", "0/zarr.json", "0/c/0/0/0", "0/c/0/0/1"):
+        (zarr / rel).parent.mkdir(parents=True, exist_ok=True)
+        (zarr / rel).write_bytes(rel.encode() * 10)
+    ledger.update(uids[0], zarr_path=str(zarr))
+    try:
+        with open_repo("dataverse") as repo:
+            _plan, plain, _ = build_repository(cfg, ledger, study(tmp_path), SEL, repo.target())
+            assert not [i for i in plain if i.kind == "zarr-archive"]
+            out = deposit(cfg, ledger, study(tmp_path), SEL, repo.target(), include_zarr=True)
+            _plan, items, _ = build_repository(cfg, ledger, study(tmp_path), SEL, repo.target(), include_zarr=True)
+            archives = [i for i in items if i.kind == "zarr-archive"]
+            assert len(archives) == 1 and archives[0].name.endswith("/img.ome.zarr.zip")
+            with zipfile.ZipFile(archives[0].local) as zf:
+                assert sorted(zf.namelist()) == sorted(f"img.ome.zarr/{r}" for r in
+                                                       ("zarr.json", "0/zarr.json", "0/c/0/0/0", "0/c/0/0/1"))
+                assert zf.read("img.ome.zarr/0/c/0/0/1") == b"0/c/0/0/1" * 10
+            assert archives[0].name in out.upload.uploaded
+            assert repo.standin.file_bytes(out.publication.pid, archives[0].name) == archives[0].local.read_bytes()
+            again = deposit(cfg, ledger, study(tmp_path), SEL, repo.target(), include_zarr=True)
+            assert again.action == "unchanged"  # the archive is rebuilt byte for byte (or reused)
+    finally:
+        ledger.update(uids[0], zarr_path=None)
