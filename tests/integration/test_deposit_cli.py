@@ -48,3 +48,18 @@ def test_validate_and_run_per_target(tmp_path, capsys, monkeypatch):
         again = capsys.readouterr()
         assert again.out.startswith(f"zenodo: unchanged: {zs.doi(zs.published()[0])}") and len(zs.published()) == 1
         assert TOKEN not in first + again.out + again.err
+    # the BioImage Archive through the same command: its own asynchronous path, run through
+    from microfair.standins.biostudies import BiostudiesStandin
+
+    with BiostudiesStandin(tmp_path / "bs", {"me@example.org": TOKEN}) as bs:
+        monkeypatch.setenv("AIRFLOW_CONN_BIOSTUDIES_DEFAULT", json.dumps({
+            "host": bs.url, "login": "me@example.org", "password": TOKEN}))
+        monkeypatch.setenv("MICROFAIR_BIOSTUDIES_POLL_SECONDS", "0")
+        assert main([*base, "run", str(EXAMPLE), "--project", "DEMO", "--target", "bia"]) == 0
+        out = capsys.readouterr().out
+        accno = next(iter(bs.submissions))
+        assert out.startswith(f"bia: published: 10.6019/{accno} https://www.ebi.ac.uk/biostudies/bioimages/studies/")
+        led = Ledger.from_config(cfg)
+        pubs = led.get_record(led.datasets()[0].uid, "publications")
+        assert pubs["bia"]["id"] == accno and pubs["zenodo"]["state"] == "published"
+        assert TOKEN not in out

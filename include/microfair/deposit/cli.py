@@ -96,8 +96,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                             str(x.get("ftp_password") or "")) if x.get("ftp_host") else None
             client = BiostudiesClient(conn.host, conn.login, conn.password, ftp=ftp, retries=cfg.biostudies.retries,
                                       backoff_seconds=cfg.biostudies.backoff_seconds)
-            pub = deposit_bia(cfg, ledger, Path(args.study_file), _selection(args), client,
-                              poll_seconds=cfg.biostudies.poll_seconds)
+            import os
+
+            poll = float(os.environ.get("MICROFAIR_BIOSTUDIES_POLL_SECONDS") or cfg.biostudies.poll_seconds)
+            pub = deposit_bia(cfg, ledger, Path(args.study_file), _selection(args), client, poll_seconds=poll)
             action = "published"
         else:
             from microfair.deposit.targets.run import deposit
