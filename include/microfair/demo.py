@@ -75,14 +75,11 @@ def build_landing_zone(config_path: Path, testdata: Path | None) -> list[Path]:
     (bad / f"{TODAY}_DEMO_Mitochondria_ALebon_Noise_RAW_v01.czi").write_bytes(os.urandom(200_000))
     (bad / f"{TODAY}_DEMO_Mitochondria_ALebon_Notes_RAW_v01.xyz").write_bytes(b"not an image format\n" * 10)
     written.extend(sorted(bad.iterdir()))
-    if testdata and testdata.is_dir():
-        for sample in sorted(testdata.iterdir()):
-            if sample.suffix.lower() in (".czi", ".lif"):
-                zone = leica if sample.suffix.lower() == ".lif" else zeiss
-                dest = zone / "SAMPLES" / "Vendor-files" / TODAY / sample.name
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(sample, dest)
-                written.append(dest)
+    if testdata and testdata.is_dir():  # every vendor file, with its companions (a .vsi's _<stem>_/ folder)
+        from microfair.demo_samples import land_samples
+
+        written.extend(land_samples(testdata, lambda s: (leica if s.suffix.lower() == ".lif" else zeiss)
+                                    / "SAMPLES" / "Vendor-files" / TODAY))
     old = time.time() - 3600  # finished an hour ago: past the stability delay
     for p in written + [sidecar]:
         os.utime(p, (old, old))

@@ -116,6 +116,12 @@ SAMPLES: dict[str, TCZYX] = {
 PENDING: dict[str, str] = {}
 
 
+def test_every_sample_in_the_testdata_folder_is_in_this_table(testdata: Path) -> None:
+    from microfair.demo_samples import sample_files
+
+    assert {p.relative_to(testdata).as_posix() for p in sample_files(testdata)} == set(SAMPLES)
+
+
 def _land(src: Path, dest: Path, *, cut: Path | None = None) -> Path:
     """Copy a sample (and its companions, by its reader's rule) into a landing zone; ``cut`` is halved."""
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -341,3 +341,25 @@ def test_a_strangers_folder_at_the_companion_name_is_a_collision(testdata, facil
     assert collect(facility_config, ledger, acq) == "quarantined"
     assert "name collision" in ledger.get(acq.uid).reason
     assert stranger.read_bytes() == b"someone else's pixels"  # never replaced
+
+
+def test_the_demo_lands_every_sample_with_its_companions(testdata, tmp_path: Path) -> None:
+    from microfair.collect import scan
+    from microfair.config import init_local_config, load_config
+    from microfair.demo import MICROSCOPES, build_landing_zone
+    from microfair.demo_samples import sample_files
+    from microfair.ledger import Ledger
+
+    config = init_local_config(tmp_path / "facility", MICROSCOPES)
+    written = build_landing_zone(config, testdata)
+    samples = {p.name for p in sample_files(testdata)}
+    assert samples >= {"vsi-ets-test-jpg2k.vsi", "aperio_cmu1_small_region.svs", "imaris_ptk2_cell.ims",
+                       "olympus_fv1000_3ch.oib"}
+    assert samples <= {p.name for p in written}
+    cfg = load_config(config)
+    for zone in cfg.landing_zones:
+        zone.stability_seconds = 0.0
+    offered = [Path(a.source).name for a in scan(cfg, Ledger.from_config(cfg)).ready]
+    assert samples <= set(offered) and "frame_t_0.ets" not in offered
+    vsi = next(p for p in written if p.suffix == ".vsi")
+    assert (vsi.with_name(f"_{vsi.stem}_") / "stack1" / "frame_t_0.ets").is_file()
