@@ -83,8 +83,8 @@ class ReaderMetadata(bioio_base.reader_metadata.ReaderMetadata):
 class OibPlanes:
     """Array-like view (file axes + plane axes) that reads the plane files it is indexed with.
 
-    ``files`` is a nested list of plane-file names in the oiffile series order; only the
-    path and the names are pickled.
+    ``files`` is an object array of plane-file names over the file axes (oiffile's series
+    order); each call opens the file and reads those planes. Only the path and names are pickled.
     """
 
     def __init__(self, path: str, files: np.ndarray, plane_shape: tuple[int, ...], dtype: str) -> None:
@@ -103,11 +103,11 @@ class OibPlanes:
         out = np.empty(names.shape + self.shape[n:], dtype=self.dtype)
         with oiffile.OifFile(self.path) as oif:
             for index, name in np.ndenumerate(names):
-                out[index] = read_plane(oif, str(name), self.path)
+                out[index] = read_plane(oif, str(name))
         return out[tuple(slice(None) if isinstance(k, slice) else 0 for k in key[:n]) + tuple(key[n:])]
 
 
-def read_plane(oif: oiffile.OifFile, name: str, path: str) -> np.ndarray:
+def read_plane(oif: oiffile.OifFile, name: str) -> np.ndarray:
     """One plane file of the OIB/OIF; a missing or short stream is reported as damage."""
     try:
         return oif.asarray(name)
