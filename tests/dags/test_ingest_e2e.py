@@ -85,6 +85,24 @@ def test_every_readable_file_reaches_qc_with_a_valid_zarr(facility, run):
         assert Path(ds.raw_path).stat().st_mode & 0o222 == 0
 
 
+def test_every_ingested_dataset_has_a_valid_ro_crate_in_its_zarr_and_its_reports(facility, run):
+    from microfair.ingest import report_dir
+    from microfair.provenance import CRATE_NAME, check_crate
+
+    config, _, _ = facility
+    cfg = load_config(config)
+    ledger = Ledger.from_config(cfg)
+    done = [d for d in ledger.datasets() if d.state == "qc_done"]
+    assert len(done) >= 3
+    for ds in done:
+        for path in (Path(ds.zarr_path) / CRATE_NAME, report_dir(cfg, ds) / CRATE_NAME):
+            crate = json.loads(path.read_text(encoding="utf-8"))
+            assert check_crate(crate) == [], (ds.uid, path)
+            actions = {e["name"] for e in crate["@graph"] if e["@type"] == "CreateAction"}
+            assert {"Image acquisition", "Collect from the landing zone", "Validate name and metadata",
+                    "Convert to OME-Zarr", "Quality control"} <= actions, (ds.uid, path)
+
+
 def test_bad_files_are_quarantined_and_their_tasks_fail_alone(facility, run):
     config, files, growing = facility
     ledger = Ledger.from_config(load_config(config))

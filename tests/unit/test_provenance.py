@@ -362,6 +362,7 @@ def test_irods_registration_updates_the_crate_and_registers_it_next_to_the_raw_o
     assert action["actionStatus"].endswith("CompletedActionStatus")
     assert {"@id": "#irods-data_object"} in action["result"]
     assert by_id["#irods-data_object"]["identifier"] == reg.data_object
+    assert by_id["#irods-data_object"]["sha256"] == ledger.require(uid).sha256  # hex, like every other entity
     tools = {by_id[t["@id"]]["name"] for t in action["instrument"]}
     assert "python-irodsclient" in tools
     # A re-run that changes nothing sends nothing, the crate included.

@@ -45,6 +45,7 @@ class Parts:
     zarr: str | None = None
     records: list[str] = field(default_factory=list)
     qc: list[str] = field(default_factory=list)
+    reports: list[str] = field(default_factory=list)  # reports of the conversion pass (metadata_report.json)
     facility: str | None = None
     operator: str | None = None
     depositor: str | None = None
@@ -71,7 +72,7 @@ def _inputs_outputs(stage: str, p: Parts, ev: Any, records: dict[str, Any]) -> t
     if stage == "validate":
         return _refs(p.raw, p.sidecar), _refs(*p.records)
     if stage == "convert":
-        return _refs(p.raw), _refs(p.zarr)
+        return _refs(p.raw), _refs(p.zarr, *p.reports)
     if stage == "qc":
         return _refs(p.zarr), _refs(*p.qc)
     if stage == "backup":

@@ -8,6 +8,7 @@ or the dataset's reports folder). Files inside it get relative ids, everything e
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +83,7 @@ def _data_entities(g: Graph, loc: E.Locator, ds: Any, files: list[Any], prov: di
             fid = _file(g, loc, f.path, facts.get(f.path), encodingFormat="application/json",
                         description="QC report: per-channel saturation, SNR, focus, dynamic range, flags"
                         if is_qc else f"report {Path(f.path).name}")
-            (p.qc.insert(0, fid) if is_qc else p.records.append(fid))
+            (p.qc.insert(0, fid) if is_qc else p.reports.append(fid))  # other reports come from the conversion
         elif f.role == "thumbnail":
             p.qc.append(_file(g, loc, f.path, facts.get(f.path), encodingFormat="image/png",
                               description="thumbnail: maximum-intensity projection of one channel"))
@@ -211,13 +212,23 @@ def publication_id(target: str, pub: dict[str, Any]) -> str:
     return pub.get("landing_page") or f"#publication-{E.slug(target)}"
 
 
+def _sha2_hex(checksum: str | None) -> str | None:
+    """iRODS ``sha2:<base64>`` as the hex digest the crate uses elsewhere; None for anything else."""
+    if not checksum or not checksum.startswith("sha2:"):
+        return None
+    try:
+        return base64.b64decode(checksum[5:], validate=True).hex()
+    except ValueError:
+        return None
+
+
 def _irods_entities(g: Graph, records: dict[str, Any]) -> None:
     rec = records.get("irods") or {}
     for key, what in (("data_object", "raw file"), ("zarr_collection", "OME-Zarr collection")):
         if rec.get(key):
+            hexd = _sha2_hex(rec.get("checksum")) if key == "data_object" else None
             g.add({"@id": f"#irods-{key}", "@type": "CreativeWork", "name": f"iRODS {what}",
-                   "identifier": rec[key], **({"sha256": rec["checksum"]} if key == "data_object"
-                                              and rec.get("checksum") else {})})
+                   "identifier": rec[key], **({"sha256": hexd} if hexd else {})})
 
 
 #: Records of other stages that are results of a stage run: (kind, stage, what it is).
