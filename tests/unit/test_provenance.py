@@ -434,3 +434,19 @@ def test_repository_publications_of_other_targets_are_identifiers_and_results(on
     assert action["name"] == "Deposit in Zenodo: publish"
     assert action["result"] == [{"@id": "https://zenodo.org/records/123"}]
     assert by_id["https://zenodo.org/records/123"]["identifier"] == "10.5281/zenodo.123"
+
+
+def test_the_notebook_entry_the_dataset_is_based_on(one):
+    cfg, ledger, uid = one
+    # What microfair.eln records from a sidecar ``eln`` link (issue 14, item 4).
+    ledger.put_record(uid, "eln", {"url": "https://eln.example.org/experiments.php?mode=view&id=42",
+                                   "system": "elabftw", "entity_type": "experiments", "entry_id": 42,
+                                   "source": "sidecar", "posts": {}})
+    refresh(cfg, ledger, uid)
+    crate = _crate(_places(cfg, ledger, uid)["zarr"])
+    assert check_crate(crate) == []
+    by_id = _by_id(crate)
+    entry = by_id[by_id["./"]["isBasedOn"]["@id"]]
+    assert entry["@id"] == "https://eln.example.org/experiments.php?mode=view&id=42"
+    assert entry["identifier"] == "42" and "elabftw experiments 42" in entry["name"]
+    assert not [e for e in crate["@graph"] if e.get("name") == "eln deposit"]

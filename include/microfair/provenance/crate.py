@@ -24,7 +24,8 @@ VERSION = "1.2"
 PIPELINE = ("collect", "validate", "convert", "qc", "backup", "irods", "deposit")
 #: Records described elsewhere in the crate, or bookkeeping: not turned into identifier entities.
 _KNOWN = {"dublin_core", "rembi", "qc", "image_metadata", "name_check", "backup_verdict", "irods", "bia",
-          "datacite", RECORD, "quarantine", "primary"}
+          "datacite", RECORD, "quarantine", "primary", "eln", "publications", "pixel_proof", "nyquist",
+          "metadata_report"}
 
 
 def dataset_records(ledger: Any, uid: str) -> dict[str, dict[str, Any]]:
@@ -169,9 +170,11 @@ def _root(g: Graph, ds: Any, records: dict[str, Any], p: Parts, actions: list[st
     root["identifier"] = identifiers
     # ELN entry (sidecar/project default ``eln``, issue 14 item 4) and publications: the entries it is based on.
     eln = records.get("eln") or {}
-    if eln.get("url"):
-        root["isBasedOn"] = E.ref(g.add({"@id": eln["url"], "@type": "CreativeWork",
-                                          "name": eln.get("title") or "electronic lab notebook entry"}))
+    if eln.get("url") or eln.get("entry_id"):
+        label = " ".join(str(x) for x in (eln.get("system"), eln.get("entity_type"), eln.get("entry_id")) if x)
+        root["isBasedOn"] = E.ref(g.add({"@id": eln.get("url") or f"#eln-{E.slug(label)}", "@type": "CreativeWork",
+                                          "name": f"electronic lab notebook entry ({label or 'link'})",
+                                          **({"identifier": str(eln["entry_id"])} if eln.get("entry_id") else {})}))
     cites = [c for c in study.get("publications") or [] if c]
     if cites:
         root["citation"] = [E.ref(g.add({"@id": c if c.startswith("http") else f"https://doi.org/{c}"
