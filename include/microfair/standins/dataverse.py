@@ -361,7 +361,7 @@ class DataverseStandin(HttpStandin):
                 code, out = self._add(d, meta, None)
             else:
                 return 400, error("A file or a storageIdentifier is required")
-            return code, (ok({"files": [out]}) if code == 200 else out)
+            return (201, ok({"files": [out]})) if code == 200 else (code, out)  # 201 Created, as the guide says
         if rest == ["addFiles"] and m == "POST":
             form = req.form()
             try:
