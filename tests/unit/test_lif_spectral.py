@@ -168,3 +168,16 @@ def test_an_intact_lif_with_axes_we_cannot_map_is_unsupported_layout_not_corrupt
     assert info.value.kind == UNSUPPORTED_LAYOUT
     assert "corrupt" not in str(info.value) and "truncated" not in str(info.value)
     assert "A (rotation)" in info.value.reason and "N (XT slices)" in info.value.reason
+
+
+def test_labels_stay_unique_when_the_file_names_no_channel() -> None:
+    from microfair.imaging.leica_spectral import spectral_channels
+    from microfair.imaging.ome_build import ChannelSpec
+
+    mapping = map_axes(("C", "λ", "Y", "X"))
+    out = spectral_channels([ChannelSpec(None), ChannelSpec(None)], mapping, {"λ": [500.0, 510.0]},
+                            {"C": 2, "λ": 2, "Y": 4, "X": 4})
+    assert [c.name for c in out] == ["C0 λ 500 nm", "C0 λ 510 nm", "C1 λ 500 nm", "C1 λ 510 nm"]
+    assert [c.emission_nm for c in out] == [500.0, 510.0, 500.0, 510.0]
+    steps = spectral_channels([ChannelSpec("PMT 1")], map_axes(("λ", "Y", "X")), {}, {"λ": 2, "Y": 4, "X": 4})
+    assert [c.name for c in steps] == ["λ step 1", "λ step 2"] and steps[0].emission_nm is None

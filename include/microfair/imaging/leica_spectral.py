@@ -54,10 +54,10 @@ def spectral_channels(base: list[ChannelSpec], mapping: AxisMapping, wavelengths
             values = [None] * sizes[axis]
         steps = [{**s, axis: (i, v)} for s in steps for i, v in enumerate(values)]
     out = []
-    for channel in base or [ChannelSpec(None)]:
+    for c, channel in enumerate(base or [ChannelSpec(None)]):
         for step in steps:
             words = [f"{a} {v:g} nm" if v is not None else f"{a} step {i + 1}" for a, (i, v) in step.items()]
-            prefix = [channel.name] if len(base) > 1 and channel.name else []
+            prefix = [channel.name or f"C{c}"] if len(base) > 1 else []  # labels stay unique
             out.append(ChannelSpec(
                 " ".join(prefix + words),
                 emission_nm=step["λ"][1] if "λ" in step else channel.emission_nm,
