@@ -86,6 +86,21 @@ def test_an_oib_renamed_oif_is_an_unsupported_layout_that_says_what_it_is(testda
     assert open_image(tmp_path / "cells.oib").shape == (1, 3, 1, 256, 256)
 
 
+@pytest.mark.parametrize(("content", "name", "reader"), [(IMS, "cell.oib", "microfair-ims"),
+                                                         (OIB, "cell.ims", "microfair-oib")])
+def test_an_intact_file_under_another_format_s_name_is_misnamed_not_corrupt(
+        testdata: Path, tmp_path: Path, content: str, name: str, reader: str) -> None:
+    (tmp_path / name).write_bytes((testdata / content).read_bytes())
+    err = _refused(tmp_path / name)
+    assert err.kind == UNSUPPORTED_LAYOUT and "corrupt" not in str(err)
+    assert f"content is what {reader} reads" in err.reason and f"rename it to {Path(content).suffix}" in err.reason
+
+
+def test_a_truncated_file_under_another_format_s_name_stays_damaged(testdata: Path, tmp_path: Path) -> None:
+    err = _refused(_half(testdata / IMS, tmp_path / "cell.oib"))
+    assert err.kind == DAMAGED  # microfair-ims recognises the HDF5 signature but cannot read the rest
+
+
 def test_an_oif_without_its_companion_folder_is_incomplete(testdata: Path, tmp_path: Path) -> None:
     with oiffile.OibFileSystem(testdata / OIB) as fs:
         fs.saveas_oif(str(tmp_path / "full"))

@@ -114,6 +114,20 @@ def choose(fs: Any, path: str) -> SubPlugin | None:
     return by_name[0] if by_name else None
 
 
+def recognise(path: str | Path) -> list[SubPlugin]:
+    """Our sub-plugins that recognise the content of the local file ``path`` (whatever its name)."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    found = []
+    for plugin in sub_plugins():
+        try:
+            if plugin.reader._is_supported_image(LocalFileSystem(), str(path)):
+                found.append(plugin)
+        except Exception:  # noqa: BLE001 - a failed check means "not this one"
+            continue
+    return found
+
+
 class ReaderMetadata(bioio_base.reader_metadata.ReaderMetadata):
     """bioio plugin entry: every extension one of our sub-plugins reads."""
 

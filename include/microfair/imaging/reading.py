@@ -192,7 +192,10 @@ def open_image(path: str | Path, *, scene: int | str | None = None, probe: bool 
     if attempts:
         # a plugin for this format exists and failed. Bio-Formats is not asked, because it
         # may read a truncated file without complaint.
-        raise UnreadableImage(path, *verdict(label, attempts))
+        reason, kind = verdict(label, attempts)
+        if kind == errors.DAMAGED and path.is_file():
+            reason, kind = _misnamed(path, label, scene) or (reason, kind)
+        raise UnreadableImage(path, reason, kind)
     from microfair.imaging import bioformats  # lazy: never start a JVM unless needed
 
     if not bioformats.is_configured():
@@ -219,6 +222,26 @@ def _open_with(plugin: ReaderPlugin, path: Path) -> BioImage:
     # let what the reader really said propagate (its type carries the class of the failure)
     plugin.reader()(path, **options)
     raise wrapped
+
+
+def _misnamed(path: Path, label: str, scene: int | str | None) -> tuple[str, str] | None:
+    """(reason, unsupported_layout) when one of our readers fully reads the bytes although the name
+    says another format: the file is intact, only named wrongly (an IMS saved as ``.oib``)."""
+    from microfair.imaging import plugins
+
+    name = path.name.lower()
+    for plugin in plugins.recognise(path):
+        if any(name.endswith(e) for e in plugin.extensions):
+            continue  # it claimed the file by its name already, and failed
+        try:
+            _select_and_probe(BioImage(path, reader=plugin.reader), scene, True)
+        except Exception as err:  # noqa: BLE001 - then the bytes are not that format either
+            log.info("%s: %s recognises the content but cannot read it: %s", path.name, plugin.name, _short(err))
+            continue
+        return (f"the name ends in {path.suffix}, but the content is what {plugin.name} reads "
+                f"({', '.join(plugin.extensions)}): the file is intact, only named wrongly; "
+                f"rename it to {plugin.extensions[0]}", errors.UNSUPPORTED_LAYOUT)
+    return None
 
 
 def _install_hint(path: Path) -> str:
