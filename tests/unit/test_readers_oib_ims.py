@@ -59,6 +59,18 @@ def test_the_facade_lists_each_format_reader_by_name() -> None:
     assert issubclass(plugins.ReaderMetadata.get_reader(), bioio_base.reader.Reader)
 
 
+def test_every_sub_plugin_of_the_facade_loads_and_follows_the_contract() -> None:
+    assert plugins.unavailable_sub_plugins() == ()
+    loaded = plugins.sub_plugins()
+    assert [p.module.__name__ for p in loaded] == list(plugins.SUB_PLUGINS)
+    names = [p.name for p in loaded]
+    assert len(set(names)) == len(names) and all(n.startswith("microfair-") for n in names)
+    for plugin in loaded:
+        assert plugin.extensions and all(e.startswith(".") for e in plugin.extensions), plugin.name
+        assert issubclass(plugin.reader, bioio_base.reader.Reader), plugin.name
+        assert plugin.reader.plugin_name == plugin.name  # reader_identity reports this name
+
+
 def test_the_facade_picks_the_reader_by_content(oib: Path, ims: Path) -> None:
     for path, expected in ((oib, oib_plugin.Reader), (ims, ims_plugin.Reader)):
         img = BioImage(path, reader=plugins.Reader)
