@@ -167,6 +167,7 @@ def run_deposit(root: Path, env: dict[str, str], logs: Path) -> int:
     """
     import microfair.deposit
     from microfair.standins.biostudies import BiostudiesStandin
+    from microfair.deposit.targets.demo import repository_confs, repository_standins
     from microfair.standins.datacite import DataciteStandin
 
     # Throw-away credentials for the stand-ins, made for this run only.
@@ -195,9 +196,14 @@ def run_deposit(root: Path, env: dict[str, str], logs: Path) -> int:
             "MICROFAIR_BIOSTUDIES_POLL_SECONDS": "1",
         })
         print(f"  (BioStudies and DataCite are local stand-ins on 127.0.0.1; study file {study_file})")
-        conf = json.dumps({"study_file": str(study_file), "project": "DEMO", "study": ""})
-        return run([*AIRFLOW, "dags", "test", "microfair_deposit", "--conf", conf], env,
-                   logs / "microfair_deposit.log")
+        conf = {"study_file": str(study_file), "project": "DEMO", "study": ""}
+        rc = run([*AIRFLOW, "dags", "test", "microfair_deposit", "--conf", json.dumps(conf)], env,
+                 logs / "microfair_deposit.log")
+        with repository_standins() as repo_env:  # the same study file to Dataverse and Zenodo
+            for c in repository_confs(conf):
+                rc = run([*AIRFLOW, "dags", "test", "microfair_deposit", "--conf", json.dumps(c)], {**env, **repo_env},
+                         logs / f"microfair_deposit_{c['target']}.log") or rc
+        return rc
 
 
 def prepare(root: Path, *, keep: bool = False) -> tuple[Path, dict[str, str]]:
@@ -289,6 +295,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"iRODS (stand-in): {len(in_irods)} dataset(s), e.g. {in_irods[0]}")
     for accession, doi in sorted(deposits):
         print(f"BioImage Archive (stand-in): {accession}, DOI {doi}")
+    from microfair.deposit.targets.demo import published_lines
+
+    for line in published_lines(ledger):
+        print(line)
     converted = [d for d in ledger.datasets() if d.state in ("converted", "qc_done")]
     print(f"\nOME-Zarr ({len(converted)}):")
     for d in converted:
