@@ -23,8 +23,14 @@ The peers are not runtime dependencies of microfair: ome-zarr (0.16) is in the v
 and itkwasm-downsample were installed into the venv for this benchmark only (``uv pip install ngff-zarr
 itkwasm-downsample``); a missing peer is reported and skipped.
 
-    .venv/bin/python benchmarks/convert.py [--size-gb 1] [--planes 32] [--only microfair ome-zarr-py ngff-zarr]
-        [--tables equal defaults] [--timeout 600] [--workdir /tmp/microfair-bench]
+    .venv/bin/python benchmarks/convert.py [--input 1gb|4gb | --size-gb 1 --planes 32] [--rounds 2]
+        [--only microfair microfair+zarrs ome-zarr-py ngff-zarr] [--tables equal defaults] [--timeout 600]
+        [--workdir /tmp/microfair-bench]
+
+"microfair" runs with zarr-python's codec pipeline; "microfair+zarrs" with the zarrs pipeline from
+``$MICROFAIR_ZARRS_SITE`` (default /tmp/zsite; zarrs is not a dependency). With ``--rounds N`` the contenders run
+interleaved (microfair, peer, microfair, peer ...), every other round in reverse, and the ratios are taken
+within a round: on a shared machine, read the CPU seconds beside the wall time.
 """
 
 from __future__ import annotations
@@ -77,7 +83,8 @@ def make_source(path: Path, shape: tuple[int, int, int, int]) -> Path:
                     yield plane[ty:ty + CHUNK, tx:tx + CHUNK]
 
     tmp = path.with_suffix(".part")
-    tifffile.imwrite(tmp, tiles(), shape=shape, dtype=np.uint16, ome=True, tile=(CHUNK, CHUNK),
+    big = math.prod(shape) * 2 >= 2**31  # classic TIFF offsets end at 4 GiB
+    tifffile.imwrite(tmp, tiles(), shape=shape, dtype=np.uint16, ome=True, tile=(CHUNK, CHUNK), bigtiff=big,
                      metadata={"axes": "CZYX", "PhysicalSizeX": 0.2, "PhysicalSizeY": 0.2}, photometric="minisblack")
     tmp.rename(path)
     return path
@@ -183,12 +190,37 @@ def nz_run(src: str, out: Path, equal: bool) -> dict:
 
 
 CONTENDERS = {
-    "equal": {"microfair": mf_equal, "ome-zarr-py": lambda s, o: oz_run(s, o, True),
+    "equal": {"microfair": mf_equal, "microfair+zarrs": mf_equal, "ome-zarr-py": lambda s, o: oz_run(s, o, True),
               "ngff-zarr": lambda s, o: nz_run(s, o, True)},
-    "defaults": {"microfair": mf_defaults, "ome-zarr-py": lambda s, o: oz_run(s, o, False),
-                 "ngff-zarr": lambda s, o: nz_run(s, o, False)},
+    "defaults": {"microfair": mf_defaults, "microfair+zarrs": mf_defaults,
+                 "ome-zarr-py": lambda s, o: oz_run(s, o, False), "ngff-zarr": lambda s, o: nz_run(s, o, False)},
 }
 PEERS = ("ome-zarr-py", "ngff-zarr")
+#: Where zarrs (not a dependency) is installed for the "microfair+zarrs" contender
+#: (``uv pip install --target /tmp/zsite --no-deps zarrs``).
+ZARRS_SITE = os.environ.get("MICROFAIR_ZARRS_SITE", "/tmp/zsite")
+
+
+def child_env(name: str) -> dict[str, str]:
+    """microfair with zarr-python's pipeline, or with zarrs from ZARRS_SITE; the peers as they come."""
+    env = dict(os.environ)
+    if name == "microfair":
+        env["MICROFAIR_ZARR_PIPELINE"] = "zarr"
+    elif name == "microfair+zarrs":
+        env["MICROFAIR_ZARR_PIPELINE"] = "zarrs"
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (ZARRS_SITE, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def run_order(names: list[str], rounds: int) -> list[tuple[int, str]]:
+    """(round, contender): microfair's variants and the peers interleaved, every other round reversed, so that a
+    change in the machine's load falls on both sides."""
+    ours = [n for n in names if n.startswith("microfair")]
+    peers = [n for n in names if not n.startswith("microfair")]
+    mixed: list[str] = []
+    for i in range(max(len(ours), len(peers))):
+        mixed += ours[i:i + 1] + peers[i:i + 1]
+    return [(r, n) for r in range(rounds) for n in (mixed if r % 2 == 0 else mixed[::-1])]
 
 
 def child(table: str, name: str, src: str, out: Path) -> None:
@@ -259,7 +291,7 @@ def run_child(table: str, name: str, src: Path, out: Path, timeout: float) -> di
     """One contender in its own process: wall time, its peak RSS (ru_maxrss from wait4), files and bytes."""
     cmd = [sys.executable, __file__, "--child", table, name, str(src), str(out)]
     with open(out.parent / f"{name}.log", "w+") as log:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env=child_env(name))
         deadline = time.monotonic() + timeout
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -288,40 +320,60 @@ def run_child(table: str, name: str, src: Path, out: Path, timeout: float) -> di
 
 
 def table(label: str, kind: str, src: Path, args: argparse.Namespace, limit: float, size_mb: float) -> dict:
+    """Every contender, ``args.rounds`` times in the interleaved order of :func:`run_order`; ratios within a round."""
     print(f"\n### {label}", flush=True)
-    results: dict[str, dict] = {}
-    for name in args.only:
+    results: dict[int, dict[str, dict]] = {}
+    for rnd, name in run_order(args.only, args.rounds):
         out = args.workdir / f"{kind}-{name}.ome.zarr"
+        load = os.getloadavg()[0]
         r = run_child(kind, name, src, out, args.timeout)
         shutil.rmtree(out, ignore_errors=True)
-        results[name] = r
+        r["load"] = f"{load:.1f}-{os.getloadavg()[0]:.1f}"
+        results.setdefault(rnd, {})[name] = r
         if "failed" in r:
-            print(f"{name}: FAILED: {r['failed']}", flush=True)
+            print(f"round {rnd + 1} {name}: FAILED: {r['failed']}", flush=True)
         else:
             r["mb_s"] = size_mb / r["seconds"]
-    print("| contender | s | MB/s | vs ome-zarr-py | vs ngff-zarr | of limit | CPU s | peak RSS MB | files | files/GB "
-          "| written MB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    ok = {n: r for n, r in results.items() if "failed" not in r}
-    for name, r in ok.items():
-        ratios = [f"{r['mb_s'] / ok[p]['mb_s']:.2f}x" if p in ok and p != name else "–" for p in PEERS]
-        print(f"| {name} | {r['seconds']:.1f} | {r['mb_s']:.1f} | {ratios[0]} | {ratios[1]} | {r['mb_s'] / limit:.0%} | "
-              f"{r['cpu_s']:.0f} | {r['peak_rss_mb']:.0f} | {r['files']} | {r['files'] / (size_mb / 1e3):.0f} | {r['written_mb']:.0f} |",
-              flush=True)
-    ours, peers = ok.get("microfair"), [ok[p] for p in PEERS if p in ok]
-    if ours and peers:
-        print(f"targets: {ours['mb_s'] / max(p['mb_s'] for p in peers):.2f}x the faster peer (target 1.5x); "
-              f"{ours['mb_s'] / limit:.0%} of the limit (target 50 %, aim 70 %); peak RSS {ours['peak_rss_mb']:.0f} MB "
-              f"vs the leaner peer's {min(p['peak_rss_mb'] for p in peers):.0f} MB", flush=True)
-    return results
+            print(f"round {rnd + 1} {name}: {r['seconds']:.1f} s, {r['cpu_s']:.0f} CPU s, {r['peak_rss_mb']:.0f} MB "
+                  f"(load {r['load']})", flush=True)
+    print("| round | contender | load | s | MB/s | vs ome-zarr-py | vs ngff-zarr | of limit | CPU s | CPU vs "
+          "ome-zarr-py | peak RSS MB | files/GB | written MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for rnd, row in results.items():
+        ok = {n: r for n, r in row.items() if "failed" not in r}
+        for name, r in ok.items():
+            ratios = [f"{r['mb_s'] / ok[p]['mb_s']:.2f}x" if p in ok and p != name else "–" for p in PEERS]
+            cpu = f"{ok['ome-zarr-py']['cpu_s'] / r['cpu_s']:.2f}x" if "ome-zarr-py" in ok and name != "ome-zarr-py" \
+                else "–"
+            print(f"| {rnd + 1} | {name} | {r['load']} | {r['seconds']:.1f} | {r['mb_s']:.1f} | {ratios[0]} | "
+                  f"{ratios[1]} | {r['mb_s'] / limit:.0%} | {r['cpu_s']:.0f} | {cpu} | {r['peak_rss_mb']:.0f} | "
+                  f"{r['files'] / (size_mb / 1e3):.0f} | {r['written_mb']:.0f} |", flush=True)
+        peers = [ok[p] for p in PEERS if p in ok]
+        for name in (n for n in ok if n.startswith("microfair")):
+            ours = ok[name]
+            if peers:
+                fastest = max(peers, key=lambda p: p["mb_s"])
+                print(f"round {rnd + 1} targets, {name}: {ours['mb_s'] / fastest['mb_s']:.2f}x the faster peer by wall "
+                      f"time, {min(p['cpu_s'] for p in peers) / ours['cpu_s']:.2f}x by CPU s (target 1.5x); "
+                      f"{ours['mb_s'] / limit:.0%} of the limit (target 50 %, aim 70 %); peak RSS "
+                      f"{ours['peak_rss_mb']:.0f} MB vs the leaner peer's {min(p['peak_rss_mb'] for p in peers):.0f} MB",
+                      flush=True)
+    return {str(k): v for k, v in results.items()}
+
+
+INPUTS = {"1gb": (1.0, None), "4gb": (4.0, None)}  # 4gb: 2 channels x 128 planes of 2048 x 4096
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--input", choices=sorted(INPUTS), default=None,
+                    help="1gb: 2 x 32 x 2048 x 4096 (1.07 GB); 4gb: 2 x 128 x 2048 x 4096 (4.3 GB, a 128-plane Z stack)")
     ap.add_argument("--size-gb", type=float, default=1.0, help="input size in GiB (default 1: 2 x 32 x 2048 x 4096)")
+    ap.add_argument("--rounds", type=int, default=1, help="run every contender this many times, interleaved")
     ap.add_argument("--planes", type=int, default=None, help="Z planes (the plane shrinks to keep the size)")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/microfair-bench"))
-    ap.add_argument("--only", nargs="*", default=["microfair", *PEERS])
+    ap.add_argument("--only", nargs="*", default=["microfair", *PEERS],
+                    choices=["microfair", "microfair+zarrs", *PEERS])
     ap.add_argument("--tables", nargs="*", default=["equal", "defaults"], choices=["equal", "defaults"])
     ap.add_argument("--timeout", type=float, default=600, help="seconds per contender before it is reported as failed")
     ap.add_argument("--child", nargs=4, metavar=("TABLE", "NAME", "SRC", "OUT"), help=argparse.SUPPRESS)
@@ -330,6 +382,8 @@ def main() -> int:
         child(args.child[0], args.child[1], args.child[2], Path(args.child[3]))
         return 0
     args.workdir.mkdir(parents=True, exist_ok=True)
+    if args.input:
+        args.size_gb, args.planes = INPUTS[args.input]
     shape = source_shape(args.size_gb, args.planes)
     src = args.workdir / f"source-{'x'.join(map(str, shape))}.ome.tiff"
     if not src.exists():
