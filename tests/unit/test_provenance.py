@@ -450,3 +450,17 @@ def test_the_notebook_entry_the_dataset_is_based_on(one):
     assert entry["@id"] == "https://eln.example.org/experiments.php?mode=view&id=42"
     assert entry["identifier"] == "42" and "elabftw experiments 42" in entry["name"]
     assert not [e for e in crate["@graph"] if e.get("name") == "eln deposit"]
+
+
+def test_hundreds_of_failed_attempts_keep_the_crate_and_its_record_small(one):
+    cfg, ledger, uid = one
+    for _ in range(300):
+        ev = ledger.start_event(uid, "irods")
+        ledger.finish_event(ev, "failed", error="IrodsError: cannot connect to the zone (retried)")
+    refresh(cfg, ledger, uid)
+    crate = _crate(_places(cfg, ledger, uid)["reports"])
+    assert check_crate(crate) == []
+    failed = [e for e in crate["@graph"] if e.get("@type") == "CreateAction" and e.get("error")]
+    assert len(failed) == 10 and _by_id(crate)["#older-attempts"]["value"] == 290
+    assert len(ledger.get_record(uid, RECORD)["runs"]) <= 4 + 10  # the listed runs only
+    assert _places(cfg, ledger, uid)["reports"].stat().st_size < 60_000

@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from microfair.provenance.actions import MAX_PER_STAGE
 from microfair.provenance.digest import file_sha256, tree_digest
 
 log = logging.getLogger(__name__)
@@ -101,8 +102,14 @@ def snapshot_facts(cfg: Any, ledger: Any, uid: str) -> dict[str, Any]:
     body["licence"] = cfg.project_defaults(ds.project).license if ds.project else None
     runs = dict(prev.get("runs") or {})
     first = not runs
-    for ev in ledger.events(uid):
-        if ev.state == "running" or str(ev.id) in runs:
+    events = ledger.events(uid)
+    by_stage: dict[str, list[int]] = {}
+    for ev in events:
+        by_stage.setdefault(ev.stage, []).append(ev.id)
+    listed = {str(i) for ids in by_stage.values() for i in ids[-MAX_PER_STAGE:]}  # what the crate lists
+    runs = {k: v for k, v in runs.items() if k in listed}
+    for ev in events:
+        if ev.state == "running" or str(ev.id) in runs or str(ev.id) not in listed:
             continue
         runs[str(ev.id)] = {"stage": ev.stage, "software": software_versions(ev.stage),
                             "parameters": stage_parameters(cfg, ev.stage, ds), "recorded_at": _now(),
