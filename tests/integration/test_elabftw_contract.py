@@ -33,3 +33,23 @@ def test_a_real_elabftw_behaves_as_microfair_expects():
     done = check_elabftw_behaviour(os.environ["MICROFAIR_ELABFTW_TEST_URL"], os.environ["MICROFAIR_ELABFTW_TEST_KEY"],
                                    etype, int(eid))
     assert len(done) == 6
+
+
+def test_the_checks_still_fail_under_python_dash_o():
+    """``python -O`` strips ``assert`` statements: the contract must not rely on them (review Rv)."""
+    import subprocess
+    import sys
+
+    script = (
+        "from microfair.eln.contract import check_elabftw_behaviour\n"
+        "from microfair.standins.elabftw import ElabftwStandin\n"
+        f"with ElabftwStandin({{{KEY!r}: 'write'}}, {{('experiments', 42): 't'}}, version='') as eln:\n"
+        "    try:\n"
+        f"        check_elabftw_behaviour(eln.url, {KEY!r}, 'experiments', 42)\n"
+        "    except AssertionError as exc:\n"
+        "        print('refused:', exc)\n"
+        "    else:\n"
+        "        print('accepted')\n")
+    out = subprocess.run([sys.executable, "-O", "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("refused:") and "elabftw_version" in out.stdout
