@@ -47,6 +47,13 @@ def fail(message: str, *subs: str) -> dict[str, Any]:
                                       "subnodes": [{"level": "ERROR", "message": s, "subnodes": []} for s in subs]}}
 
 
+def _inside(home: Path, *parts: str) -> Path | None:
+    """``home/parts`` resolved, or None when it would lie outside ``home`` (``..``, an absolute path)."""
+    base = home.resolve()
+    target = base.joinpath(*parts).resolve()
+    return target if target.is_relative_to(base) else None
+
+
 @dataclass
 class Request:
     accno: str
@@ -218,7 +225,10 @@ class BiostudiesStandin(HttpStandin):
             return self._files(req, login)
         if req.path.startswith("/folder/user") and req.method == "POST":
             rel = req.path[len("/folder/user"):].strip("/")
-            (self.user_dir(login) / rel / req.query["folder"]).mkdir(parents=True, exist_ok=True)
+            folder = _inside(self.user_dir(login), rel, req.query.get("folder", ""))
+            if folder is None:
+                return 403, fail("forbidden path")
+            folder.mkdir(parents=True, exist_ok=True)
             return 200, None
         if req.path in ("/submissions/async", "/submissions") and req.method == "POST":
             if req.headers.get("Submission_Type") not in ("application/json",):
@@ -258,8 +268,8 @@ class BiostudiesStandin(HttpStandin):
     def _files(self, req: Req, login: str) -> tuple[int, Any]:
         home = self.user_dir(login)
         rel = req.path[len("/files/user"):].strip("/")
-        target = (home / rel).resolve()
-        if not str(target).startswith(str(home.resolve())):
+        target = _inside(home, rel)
+        if target is None:
             return 403, fail("forbidden path")
         if req.method == "GET":
             if not target.is_dir():
@@ -280,7 +290,9 @@ class BiostudiesStandin(HttpStandin):
                     tmp.replace(target / base)
             return 200, None
         if req.method == "DELETE":
-            f = target / req.query.get("fileName", "")
+            f = _inside(target, req.query.get("fileName", ""))
+            if f is None or f == target:
+                return 403, fail("forbidden path")
             if f.is_file():
                 f.unlink()
             elif f.is_dir():
