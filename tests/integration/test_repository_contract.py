@@ -19,10 +19,12 @@ from microfair.deposit import DepositInvalid, DepositSelection
 from microfair.deposit.targets import (
     ChecksumMismatch,
     CollectionNotFound,
+    Draft,
     LicenceRefused,
     LimitExceeded,
     Publication,
     RepositoryAuthError,
+    TransientError,
 )
 from microfair.deposit.targets.run import RECORD, build_repository, deposit
 from microfair.ledger import Ledger
@@ -319,3 +321,20 @@ def test_the_ome_zarr_goes_as_one_archive_only_when_asked(fac, tmp_path):
             assert again.action == "unchanged"  # the archive is rebuilt byte for byte (or reused)
     finally:
         ledger.update(uids[0], zarr_path=None)
+
+
+def test_dataverse_publication_workflow_answering_202_is_waited_for(fac, tmp_path):
+    cfg, ledger, _ = fac
+    with open_repo("dataverse") as repo:
+        repo.standin.publish_workflow_polls = 3
+        out = deposit(cfg, ledger, study(tmp_path), SEL, repo.target())
+        assert out.publication.state == "published" and out.publication.pid in repo.standin.published()
+        assert any(code == 202 for _m, _p, code in repo.standin.log) and len(repo.sleeps) >= 2
+        repo.standin.publish_workflow_polls = 10**6  # a workflow that never ends in time: a retry resumes
+        ledger_pid = out.publication.pid
+        ds = repo.standin.dataset(ledger_pid)
+        ds.draft()  # an edit opened a draft the next run must publish
+        t = repo.target()
+        t.publish_polls = 2
+        with pytest.raises(TransientError, match="still not released"):
+            t.publish(Draft(str(ds.id), ledger_pid, None))

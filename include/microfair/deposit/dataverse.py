@@ -76,6 +76,7 @@ class DataverseTarget:
         self.max_files_per_request = max_files_per_request
         self.retry = Retry("Dataverse", retries, backoff_seconds, sleep=sleep)
         self.timeout = timeout
+        self.publish_polls = 30
         self.http = requests.Session()
         self.http.trust_env = False
 
@@ -349,6 +350,14 @@ class DataverseTarget:
         if (ds.get("latestVersion") or {}).get("versionState") == "DRAFT":
             self._py(f"publish {pid}", lambda: self.api.publish_dataset(pid, release_type="major"))
             ds = self._dataset(pid) or {}
+            for _ in range(self.publish_polls):  # 202: publication workflows still running
+                if (ds.get("latestVersion") or {}).get("versionState") == "RELEASED":
+                    break
+                self.retry.sleep(self.retry.backoff_seconds)
+                ds = self._dataset(pid) or {}
+            else:
+                if (ds.get("latestVersion") or {}).get("versionState") != "RELEASED":
+                    raise TransientError(f"publish {pid}: still not released (workflows or locks); a retry resumes")
         v = ds.get("latestVersion") or {}
         log.info("Dataverse: %s published as version %s.%s", pid, v.get("versionNumber"), v.get("versionMinorNumber"))
         return Publication(NAME, "published", draft.id, pid, self.landing_page(pid),

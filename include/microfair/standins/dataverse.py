@@ -17,7 +17,8 @@ Built from the native-API guide (IQSS/dataverse ``doc/sphinx-guides/source/api/n
   ``{url, partSize, storageIdentifier}``, ``PUT`` the bytes there, then ``POST …/addFiles`` (a JSON array,
   at most ``max_files_per_request`` entries) with the storage identifiers and checksums.
 * ``DELETE /api/files/{id}`` removes a file from the draft. Adding to a released dataset opens a new draft.
-* ``POST …/actions/:publish?type=major|minor`` → 200; the first release must be major.
+* ``POST …/actions/:publish?type=major|minor`` → 200; the first release must be major. With
+  ``publish_workflow_polls = n``: 202, and the version stays DRAFT for the next ``n`` reads (a workflow runs).
 
 Faults: ``fail_next`` (5xx, resets; :mod:`microfair.standins._http`) and ``corrupt_next(n)``: the next ``n``
 stored files get a different checksum than their bytes (a storage fault the client must catch).
@@ -122,6 +123,9 @@ class DataverseStandin(HttpStandin):
         self.blobs: dict[str, bytes] = {}  # file id / storage identifier -> bytes
         self._ids = itertools.count(1)
         self._corrupt = 0
+        #: publish answers 202 and the version stays DRAFT for this many looks (0: released at once)
+        self.publish_workflow_polls = 0
+        self._pending: dict[str, tuple[int, str]] = {}
 
     # -- helpers for tests ------------------------------------------------------------------------------
     def corrupt_next(self, n: int = 1) -> None:
@@ -307,9 +311,26 @@ class DataverseStandin(HttpStandin):
                 return 200, ok({"message": f"File {file_id} deleted"})
         return 404, error(f"File {file_id} not found in a draft")
 
+    def _release(self, d: DvDataset, kind: str) -> None:
+        released = [v for v in d.versions if v.state == "RELEASED"]
+        last = released[-1] if released else None
+        v = d.latest
+        if kind == "major" or last is None:
+            v.major, v.minor = (last.major + 1 if last else 1), 0
+        else:
+            v.major, v.minor = last.major, (last.minor or 0) + 1
+        v.state = "RELEASED"
+
     def _dataset_call(self, d: DvDataset, rest: list[str], req: Req) -> tuple[int, Any]:
         m = req.method
         if not rest and m == "GET":
+            if d.pid in self._pending:
+                n, kind = self._pending[d.pid]
+                if n <= 1:
+                    del self._pending[d.pid]
+                    self._release(d, kind)
+                else:
+                    self._pending[d.pid] = (n - 1, kind)
             return 200, ok(self._dataset_json(d))
         if rest[:1] == ["versions"] and len(rest) == 3 and rest[2] == "files" and m == "GET":
             which = rest[1]
@@ -388,13 +409,10 @@ class DataverseStandin(HttpStandin):
                 return 400, error("Cannot publish as minor version. Re-try as major release.")
             if not d.latest.files and not released:
                 pass  # Dataverse publishes datasets without files
-            last = released[-1] if released else None
-            v = d.latest
-            if kind == "major" or last is None:
-                v.major, v.minor = (last.major + 1 if last else 1), 0
-            else:
-                v.major, v.minor = last.major, (last.minor or 0) + 1
-            v.state = "RELEASED"
+            if self.publish_workflow_polls:  # a publication workflow runs: 202, released after some looks
+                self._pending[d.pid] = (self.publish_workflow_polls, kind)
+                return 202, ok({"message": "Publish workflow started; the dataset is locked until it ends"})
+            self._release(d, kind)
             return 200, ok(self._dataset_json(d))
         return 404, error(f"API endpoint does not exist on this server: {m} {req.path}")
 
