@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import insert, select, update
 
 from microfair.ledger import Dataset, StageEvent
+from microfair.monitor.footprint import footprint
 from microfair.monitor.forecast import (
     cumulative,
     fill_date,
-    footprint,
     forecast_alerts,
     render_forecast,
     slope_per_week,
@@ -129,6 +129,7 @@ def test_footprint_per_project_and_year_against_hand_computation(seeded) -> None
 
 
 def test_overview_shows_the_forecast_and_footprint_charts(seeded, monkeypatch) -> None:
+    import microfair.monitor.footprint as footprint_mod
     import microfair.monitor.forecast as forecast
     from tests.support.dashboard import dashboard_client
 
@@ -137,8 +138,8 @@ def test_overview_shows_the_forecast_and_footprint_charts(seeded, monkeypatch) -
     real = forecast.storage_forecast
     monkeypatch.setattr(forecast, "storage_forecast",
                         lambda c, lg, **kw: real(c, lg, now=NOW, disk_usage=free_70_gib))
-    real_fp = forecast.footprint
-    monkeypatch.setattr(forecast, "footprint", lambda c, lg, **kw: real_fp(c, lg, now=NOW))
+    real_fp = footprint_mod.footprint
+    monkeypatch.setattr(footprint_mod, "footprint", lambda c, lg, **kw: real_fp(c, lg, now=NOW))
     with dashboard_client(cfg, ledger, monkeypatch) as client:
         html = client.get("/").text
     fc = re.search(r'<section data-testid="forecast">(.*?)</section>', html, re.S)
@@ -157,17 +158,28 @@ def test_overview_shows_the_forecast_and_footprint_charts(seeded, monkeypatch) -
 
 
 def test_cli_status_forecast(seeded, capsys, monkeypatch) -> None:
+    import microfair.monitor.footprint as footprint_mod
     import microfair.monitor.forecast as forecast
     from microfair.cli import main
 
     cfg, ledger = seeded
-    monkeypatch.setattr(forecast.shutil, "disk_usage", free_70_gib)
+    free = {"bytes": 70 * GIB}
+    monkeypatch.setattr(forecast.shutil, "disk_usage", lambda p: Usage(1024 * GIB, 1024 * GIB - free["bytes"],
+                                                                       free["bytes"]))
+    # the CLI's "now" is pinned to the seeded week (the real clock would make the growth depend on the date)
+    real, real_fp = forecast.storage_forecast, footprint_mod.footprint
+    monkeypatch.setattr(forecast, "storage_forecast", lambda c, lg, **kw: real(c, lg, **{**kw, "now": NOW}))
+    monkeypatch.setattr(footprint_mod, "footprint", lambda c, lg, **kw: real_fp(c, lg, **{**kw, "now": NOW}))
     path = cfg.storage.raw.parent.parent / "microfair.yaml"
     monkeypatch.setenv("MICROFAIR_CONFIG", str(path))
     assert path.is_file()
     code = main(["status", "--forecast"])
     out = capsys.readouterr().out
-    assert code == 0, out  # nothing fills within 60 days of now (the real clock: growth has stopped)
+    assert code == 0, out  # 70 GiB free at 7 GiB a week: 70 days, beyond warn_days 60
+    free["bytes"] = 35 * GIB  # 35 days: within warn_days, so the exit code says so
+    assert main(["status", "--forecast"]) == 1
+    assert "fills around 2026-07-20 (35 days)" in capsys.readouterr().out
+    free["bytes"] = 70 * GIB
     assert "Storage forecast (least squares over the last 12 weeks" in out
     assert re.search(r"raw\s+84\.0 GiB", out) and "Footprint (raw × 3 and converted × 3 copies" in out
     assert main(["status", "--forecast", "--json"]) == 0

@@ -6,9 +6,7 @@
 * **Fill date** of each tier: the free space of its volume (``shutil.disk_usage``, as the overview's
   storage panel) divided by the growth of every tier that shares the volume. A warning (dashboard) and an
   alert (``storage_filling``) come ``forecast.warn_days`` before that date.
-* **Footprint** per project and year: stored bytes × copies (raw + converted, on the facility storage
-  and on every backup target), TB-years, energy (kWh) and CO₂e with the configurable factors of
-  ``forecast`` (defaults and their sources: docs/forecast.md).
+* **Footprint** per project and year: :mod:`microfair.monitor.footprint` (same ledger rows, read once).
 """
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import select
@@ -31,12 +29,13 @@ from microfair.ledger import AuditEntry, Dataset, DatasetFile, Ledger, StageEven
 from microfair.monitor.overview import utc
 from microfair.units import format_bytes
 
+if TYPE_CHECKING:
+    from microfair.monitor.footprint import Footprint
+
 log = logging.getLogger(__name__)
 
 TIER_ROLES = {"converted": ("zarr", "converted"), "quarantine": ("quarantine",),
               "reports": ("record", "report", "thumbnail", "qc")}
-TB = 1e12  # the factors are per decimal terabyte, as drive makers count
-YEAR = timedelta(days=365.25)
 STATE_ACTION = "storage_forecast_state"
 DiskUsage = Callable[[str], Any]
 
@@ -207,11 +206,13 @@ def _warn(g: Growth, s: ForecastSettings, what: str) -> None:
 
 
 def storage_forecast(cfg: Any, ledger: Ledger, *, now: datetime | None = None,
-                     disk_usage: DiskUsage = shutil.disk_usage, items: dict[str, list[Any]] | None = None) -> Forecast:
+                     disk_usage: DiskUsage | None = None, items: dict[str, list[Any]] | None = None) -> Forecast:
     """Growth per week and fill dates per tier and backup target; growth per microscope and project.
 
-    ``items``: what :func:`read_items` returned, when the caller already read it.
+    ``items``: what :func:`read_items` returned, when the caller already read it; ``disk_usage``: default
+    ``shutil.disk_usage``, looked up at each call.
     """
+    disk_usage = disk_usage or shutil.disk_usage
     s = settings_of(cfg)
     now = utc(now) or datetime.now(timezone.utc)
     ends = week_ends(now, s.weeks)
@@ -219,7 +220,7 @@ def storage_forecast(cfg: Any, ledger: Ledger, *, now: datetime | None = None,
     raw = items["raw"]
     files = {tier: items[tier] for tier in TIER_ROLES}
     tiers = [_growth("tier", "raw", [(t, b) for t, b, _, _ in raw], ends)]
-    tiers += [_growth("tier", tier, [(t, b) for t, b, _, _ in items], ends) for tier, items in files.items()]
+    tiers += [_growth("tier", tier, [(t, b) for t, b, _, _ in rows], ends) for tier, rows in files.items()]
     devices: dict[str, int | None] = {}
     for g in tiers:
         g.path = str(getattr(cfg.storage, g.name))
@@ -253,78 +254,11 @@ def storage_forecast(cfg: Any, ledger: Ledger, *, now: datetime | None = None,
                     _per(stored, 3, "project", ends))
 
 
-# --------------------------------------------------------------------------- footprint
-
-
-@dataclass
-class FootprintRow:
-    project: str
-    year: int
-    stored_bytes: int  # all copies, at the end of the year (or now)
-    copies: dict[str, int]  # raw / converted: how many copies of each
-    tb_years: float
-    kwh: float
-    kgco2e: float
-
-
-@dataclass
-class Footprint:
-    rows: list[FootprintRow]
-    factors: dict[str, float]
-    note: str
-
-    def years(self) -> list[tuple[int, float, float]]:
-        """(year, kWh, kg CO₂e) summed over projects."""
-        by: dict[int, list[float]] = defaultdict(lambda: [0.0, 0.0])
-        for r in self.rows:
-            by[r.year][0] += r.kwh
-            by[r.year][1] += r.kgco2e
-        return [(y, v[0], v[1]) for y, v in sorted(by.items())]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"rows": [asdict(r) for r in self.rows], "factors": self.factors, "note": self.note,
-                "years": [{"year": y, "kwh": k, "kgco2e": c} for y, k, c in self.years()]}
-
-
-def footprint(cfg: Any, ledger: Ledger, *, now: datetime | None = None,
-              items: dict[str, list[Any]] | None = None) -> Footprint:
-    """Per project and calendar year: bytes × copies kept, TB-years, kWh and kg CO₂e (current year: so far)."""
-    s = settings_of(cfg)
-    now = utc(now) or datetime.now(timezone.utc)
-    read = items if items is not None else read_items(ledger)
-    n_targets = len(cfg.backup.targets)
-    copies = {"raw": 1 + n_targets,
-              "converted": 1 + (n_targets if getattr(cfg.backup, "include_converted", True) else 0)}
-    kept = [(t, b * copies["raw"], p) for t, b, _, p in read["raw"]]
-    kept += [(t, b * copies["converted"], p) for t, b, _, p in read["converted"]]
-    items = [(t, b, p or "(none)") for t, b, p in kept if t is not None and t <= now]
-    rows = []
-    if items:
-        first = min(t for t, _, _ in items).year
-        for year in range(first, now.year + 1):
-            start = datetime(year, 1, 1, tzinfo=timezone.utc)
-            end = min(now, datetime(year + 1, 1, 1, tzinfo=timezone.utc))
-            by: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
-            for t, b, p in items:
-                if t < end or t == now:
-                    by[p][0] += b
-                    by[p][1] += b / TB * max(0.0, (end - max(t, start)) / YEAR)
-            for project, (stored, tb_years) in sorted(by.items()):
-                kwh = tb_years * s.kwh_per_tb_year * s.pue
-                rows.append(FootprintRow(project, year, int(stored), dict(copies), tb_years, kwh,
-                                         kwh * s.grid_kgco2e_per_kwh))
-    note = (f"raw × {copies['raw']} and converted × {copies['converted']} copies (facility storage + "
-            f"{n_targets} backup target(s)); {s.kwh_per_tb_year:g} kWh per TB-year × PUE {s.pue:g}, "
-            f"{s.grid_kgco2e_per_kwh:g} kg CO₂e per kWh; {now.year} so far")
-    factors = {"kwh_per_tb_year": s.kwh_per_tb_year, "pue": s.pue, "grid_kgco2e_per_kwh": s.grid_kgco2e_per_kwh}
-    return Footprint(rows, factors, note)
-
-
 # --------------------------------------------------------------------------- alerts and text
 
 
 def forecast_alerts(cfg: Any, ledger: Ledger, *, now: datetime | None = None,
-                    disk_usage: DiskUsage = shutil.disk_usage) -> list[Any]:
+                    disk_usage: DiskUsage | None = None) -> list[Any]:
     """One ``storage_filling`` alert per tier or target when its warning starts (remembered in the audit log)."""
     from microfair.monitor.alerts import Alert
 
@@ -388,6 +322,8 @@ def print_forecast(cfg: Any, ledger: Ledger, *, as_json: bool = False, now: date
     """``microfair status --forecast``: print the forecast and footprint; exit 1 when a tier warns."""
     import json
 
+    from microfair.monitor.footprint import footprint
+
     items = read_items(ledger)
     fc, fp = storage_forecast(cfg, ledger, now=now, items=items), footprint(cfg, ledger, now=now, items=items)
     if as_json:
@@ -397,6 +333,5 @@ def print_forecast(cfg: Any, ledger: Ledger, *, as_json: bool = False, now: date
     return 1 if fc.warnings else 0
 
 
-__all__ = ["Footprint", "FootprintRow", "Forecast", "Growth", "cumulative", "fill_date", "footprint",
-           "forecast_alerts", "print_forecast", "read_items", "render_forecast", "slope_per_week", "storage_forecast",
-           "week_ends"]
+__all__ = ["Forecast", "Growth", "cumulative", "fill_date", "forecast_alerts", "print_forecast", "read_items",
+           "render_forecast", "slope_per_week", "storage_forecast", "week_ends"]

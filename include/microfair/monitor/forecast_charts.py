@@ -6,7 +6,8 @@ from datetime import date, timedelta
 from html import escape
 
 from microfair.monitor.charts import _nice_max
-from microfair.monitor.forecast import Footprint, Forecast, Growth
+from microfair.monitor.footprint import Footprint
+from microfair.monitor.forecast import Forecast, Growth
 from microfair.units import format_bytes
 
 PALETTE = ("#2e90fa", "#12b76a", "#f79009", "#7a5af8", "#f04438", "#0ba5ec", "#667085", "#ee46bc")
@@ -146,7 +147,8 @@ def forecast_context(cfg: object, ledger: object) -> dict[str, object]:
     import logging
     import time
 
-    from microfair.monitor.forecast import footprint, read_items, storage_forecast
+    from microfair.monitor.footprint import footprint
+    from microfair.monitor.forecast import read_items, storage_forecast
 
     key = (id(cfg), id(ledger), str(getattr(ledger, "url", "")))
     hit = _CACHE.get(key)
