@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, timedelta
 from html import escape
 
@@ -17,6 +18,16 @@ GIB = 1024 ** 3
 def _x(day: date, start: date, end: date, left: float, width: float) -> float:
     span = max(1, (end - start).days)
     return left + width * (day - start).days / span
+
+
+def _grid(pad_l: float, pad_t: float, plot_w: float, plot_h: float, label: Callable[[int], str]) -> list[str]:
+    """Five horizontal grid lines with their value labels (``label(i)`` for i = 0..4, bottom to top)."""
+    parts = []
+    for i in range(5):
+        yy = pad_t + plot_h - plot_h * i / 4
+        parts.append(f'<line x1="{pad_l}" y1="{yy:.1f}" x2="{pad_l + plot_w}" y2="{yy:.1f}" class="grid"/>')
+        parts.append(f'<text x="{pad_l - 6}" y="{yy + 4:.1f}" text-anchor="end" class="axis">{label(i)}</text>')
+    return parts
 
 
 def forecast_svg(fc: Forecast, *, width: int = 760, height: int = 240) -> str:
@@ -47,11 +58,7 @@ def forecast_svg(fc: Forecast, *, width: int = 760, height: int = 240) -> str:
     parts = [f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" width="100%" data-testid="forecast-chart" '
              f'aria-label="Stored bytes per tier, last {fc.weeks} weeks and projected" '
              f'xmlns="http://www.w3.org/2000/svg">']
-    for i in range(5):
-        yy = pad_t + plot_h - plot_h * i / 4
-        parts.append(f'<line x1="{pad_l}" y1="{yy:.1f}" x2="{pad_l + plot_w}" y2="{yy:.1f}" class="grid"/>')
-        parts.append(f'<text x="{pad_l - 6}" y="{yy + 4:.1f}" text-anchor="end" class="axis">'
-                     f'{escape(format_bytes(top * i / 4))}</text>')
+    parts += _grid(pad_l, pad_t, plot_w, plot_h, lambda i: escape(format_bytes(top * i / 4)))
     x_now = _x(today, start, end, pad_l, plot_w)
     parts.append(f'<line x1="{x_now:.1f}" y1="{pad_t}" x2="{x_now:.1f}" y2="{pad_t + plot_h}" class="grid" '
                  f'stroke-dasharray="2 3"/><text x="{x_now:.1f}" y="{height - 8}" text-anchor="middle" '
@@ -99,11 +106,7 @@ def footprint_svg(fp: Footprint, *, width: int = 760, height: int = 200) -> str:
     bar = max(4.0, slot * 0.6)
     parts = [f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" width="100%" data-testid="footprint-chart" '
              f'aria-label="Estimated kg CO2e per year and project" xmlns="http://www.w3.org/2000/svg">']
-    for i in range(5):
-        yy = pad_t + plot_h - plot_h * i / 4
-        parts.append(f'<line x1="{pad_l}" y1="{yy:.1f}" x2="{pad_l + plot_w}" y2="{yy:.1f}" class="grid"/>')
-        parts.append(f'<text x="{pad_l - 6}" y="{yy + 4:.1f}" text-anchor="end" class="axis">'
-                     f'{top * i / 4:.3g}{" kg CO₂e" if i == 4 else ""}</text>')
+    parts += _grid(pad_l, pad_t, plot_w, plot_h, lambda i: f'{top * i / 4:.3g}{" kg CO₂e" if i == 4 else ""}')
     for i, year in enumerate(years):
         x = pad_l + i * slot + (slot - bar) / 2
         base = pad_t + plot_h
