@@ -115,13 +115,18 @@ def due_posts(ledger: Any, events: Any = EVENTS) -> list[tuple[str, str]]:
     return out
 
 
-def sweep(ledger: Any, client: ElabftwClient | None, events: Any = EVENTS, **kw: Any) -> dict[str, int]:
-    """Post every due post-back (new ones and pending retries); returns how many ended in each state."""
+def _post_all(ledger: Any, posts: list[tuple[str, str]], client: ElabftwClient | None,
+              **kw: Any) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for uid, event in due_posts(ledger, events):
+    for uid, event in posts:
         state = post_event(ledger, uid, event, client, **kw) or "none"
         counts[state] = counts.get(state, 0) + 1
     return counts
+
+
+def sweep(ledger: Any, client: ElabftwClient | None, events: Any = EVENTS, **kw: Any) -> dict[str, int]:
+    """Post every due post-back (new ones and pending retries); returns how many ended in each state."""
+    return _post_all(ledger, due_posts(ledger, events), client, **kw)
 
 
 def pending_posts(ledger: Any) -> list[tuple[str, str]]:
@@ -135,8 +140,4 @@ def pending_posts(ledger: Any) -> list[tuple[str, str]]:
 
 def retry_pending(ledger: Any, client: ElabftwClient | None, **kw: Any) -> dict[str, int]:
     """Retry every pending post-back; returns how many ended in each state."""
-    counts: dict[str, int] = {}
-    for uid, event in pending_posts(ledger):
-        state = post_event(ledger, uid, event, client, **kw) or "none"
-        counts[state] = counts.get(state, 0) + 1
-    return counts
+    return _post_all(ledger, pending_posts(ledger), client, **kw)
