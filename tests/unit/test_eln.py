@@ -279,3 +279,25 @@ def test_a_project_default_link_is_used_when_the_sidecar_names_none(facility_con
     rec = ledger.get_record(acq.uid, ELN_RECORD)
     assert (rec["entity_type"], rec["entry_id"], rec["source"]) == ("items", 5, "project default")
     assert rec["url"] == "https://eln.example.org/database.php?mode=view&id=5"
+
+
+def test_due_and_pending_posts_read_only_the_eln_records_not_one_per_dataset(facility_config, ledger, monkeypatch):
+    """Review Rv: the ingest report's sweep read one record per dataset of the facility (~0.9 s per 1,000
+    datasets, twice per run); it reads the ``eln`` records in one query and looks closer only at those."""
+    for i in range(30):
+        ledger.upsert_dataset(f"u{i:02d}", name=f"u{i:02d}.czi", microscope="m", source_path=f"/l/u{i:02d}.czi",
+                              state="qc_done", project="DEMO")
+    for uid in ("u03", "u17"):
+        ledger.put_record(uid, ELN_RECORD, eln_record(resolve_link("elabftw:42")))
+    rec = ledger.get_record("u17", ELN_RECORD)
+    rec["posts"] = {"ingested": {"state": "pending", "attempts": 1}}
+    ledger.put_record("u17", ELN_RECORD, rec)
+    calls = []
+    real = ledger.get_record
+    monkeypatch.setattr(ledger, "get_record", lambda uid, kind: calls.append((uid, kind)) or real(uid, kind))
+    assert pending_posts(ledger) == [("u17", "ingested")]
+    from microfair.eln import due_posts
+
+    due_posts(ledger)
+    assert {uid for uid, kind in calls if kind == ELN_RECORD} <= {"u03", "u17"}
+    assert len(calls) <= 4, calls  # at most the two datasets' BIA records, never one per dataset

@@ -102,16 +102,33 @@ def _due(ledger: Any, uid: str, event: str) -> bool:
     return bool((ledger.get_record(uid, "bia") or {}).get("accession"))
 
 
+def eln_records(ledger: Any) -> list[tuple[str, dict[str, Any]]]:
+    """(uid, ``eln`` record) of every dataset that has one, in dataset order.
+
+    One query on a :class:`~microfair.ledger.Ledger`; any other object with ``datasets()`` and
+    ``get_record`` (a ledger without a database) is asked dataset by dataset.
+    """
+    if not hasattr(ledger, "session"):
+        return [(ds.uid, rec) for ds in ledger.datasets() if (rec := ledger.get_record(ds.uid, ELN_RECORD))]
+    from sqlalchemy import select
+
+    from microfair.ledger import Dataset, Record
+
+    with ledger.session() as s:
+        rows = s.execute(select(Dataset.uid, Record.body).join(Dataset, Dataset.id == Record.dataset_id)
+                         .where(Record.kind == ELN_RECORD).order_by(Dataset.id)).all()
+    return [(uid, body) for uid, body in rows if body]
+
+
 def due_posts(ledger: Any, events: Any = EVENTS) -> list[tuple[str, str]]:
     """(uid, event) of every post-back that is due (QC done: "ingested"; an accession: "deposited") and not posted."""
     out = []
-    for ds in ledger.datasets():
-        rec = ledger.get_record(ds.uid, ELN_RECORD) or {}
+    for uid, rec in eln_records(ledger):
         if rec.get("system") != "elabftw" or rec.get("entry_id") is None:
             continue
         posts = rec.get("posts") or {}
-        out += [(ds.uid, ev) for ev in events if (posts.get(ev) or {}).get("state") not in ("posted", "failed")
-                and _due(ledger, ds.uid, ev)]
+        out += [(uid, ev) for ev in events if (posts.get(ev) or {}).get("state") not in ("posted", "failed")
+                and _due(ledger, uid, ev)]
     return out
 
 
@@ -131,11 +148,8 @@ def sweep(ledger: Any, client: ElabftwClient | None, events: Any = EVENTS, **kw:
 
 def pending_posts(ledger: Any) -> list[tuple[str, str]]:
     """(uid, event) of every post-back still pending."""
-    out = []
-    for ds in ledger.datasets():
-        rec = ledger.get_record(ds.uid, ELN_RECORD) or {}
-        out += [(ds.uid, ev) for ev, p in (rec.get("posts") or {}).items() if p.get("state") == "pending"]
-    return out
+    return [(uid, ev) for uid, rec in eln_records(ledger) for ev, p in (rec.get("posts") or {}).items()
+            if p.get("state") == "pending"]
 
 
 def retry_pending(ledger: Any, client: ElabftwClient | None, **kw: Any) -> dict[str, int]:
