@@ -104,7 +104,7 @@ def test_a_writer_that_scrambles_pixels_fails_naming_the_plane(tmp_path, source,
         convert_to_zarr(open_image(source), out, settings=settings(), ome_xml=None, uid="MF-PROOF-1")
     message = str(err.value)
     assert "MF-PROOF-1" in message and "pixel-exact proof failed" in message
-    assert f"scene 0 (" in message and f"t=0 c=1 {plane}" in message
+    assert "scene 0 (" in message and f"t=0 c=1 {plane}" in message
     if fault is _tiles_swapped:
         assert "2 of 9 tile(s)" in message and "(0, 0)" in message and "(2, 1)" in message
     assert not out.exists() and not stale_temporaries(out)
@@ -203,6 +203,7 @@ def test_the_read_back_in_small_batches_finds_the_same_plane(tmp_path, source, m
     monkeypatch.setattr(proof, "READ_BACK_TASKS", 5)  # 4 shards a plane: one plane per compute
     computes: list[int] = []
     real = writer._compute
+
     def counting(*objs, **kw):
         if all(isinstance(o, Delayed) for o in objs):  # the read-back's tasks (the write pass is dask arrays)
             computes.append(len(objs))

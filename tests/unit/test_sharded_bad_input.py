@@ -52,7 +52,7 @@ def test_a_torn_shard_in_the_temporary_fails_and_a_rerun_succeeds(tmp_path, sour
         convert_to_zarr(open_image(source), out, settings=SETTINGS, ome_xml=None, uid="MF-TORN-1")
     message = str(err.value)
     assert torn and "MF-TORN-1" in message and expect in message
-    assert (f"level 0 0/0 t=0 c=0 z=0" in message) if level == 0 else (torn[0].name in message and "/1/c/" in message)
+    assert ("level 0 0/0 t=0 c=0 z=0" in message) if level == 0 else (torn[0].name in message and "/1/c/" in message)
     assert not out.exists() and not stale_temporaries(out)
 
     monkeypatch.undo()

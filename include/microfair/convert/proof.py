@@ -154,7 +154,7 @@ class _Scene:
 class PixelProof:
     """Collects the source digests of a conversion and checks level 0 against them (see the module docstring)."""
 
-    def __init__(self, verify_planes: Literal["all"] | int = "all", uid: str | None = None):
+    def __init__(self, verify_planes: Literal["all"] | int = "all", uid: str | None = None) -> None:
         self.verify_planes = verify_planes
         self.who = uid or "conversion"
         self.scenes: dict[int, _Scene] = {}
@@ -248,6 +248,7 @@ class PixelProof:
                 f"pixel-exact proof failed: scene {s.index} ({s.name}) t={t} c={c} z={z}: level 0 as written differs "
                 f"from the source in {int(differs.sum())} of {differs.size} tile(s) of {s.tile} x {s.tile} "
                 f"(tile row, column: {where})")
+
 
 def record_pixel_proof(ledger: Any, uid: str, result: Any) -> str | None:
     """Store the conversion's verdict as the ledger record ``pixel_proof``; returns ``verified: N/N planes identical``
