@@ -15,6 +15,7 @@ log message or an exception.
 from __future__ import annotations
 
 import ftplib
+import hashlib
 import logging
 import os
 import posixpath
@@ -118,7 +119,7 @@ class BiostudiesClient:
     """
 
     def __init__(self, base_url: str, login: str, password: str, *, ftp: FtpAccess | None = None,
-                 ftp_threshold_bytes: int = 100 << 20, retries: int = 5, backoff_seconds: float = 2.0,
+                 ftp_threshold_bytes: int = 100 << 20, compare_bytes_below: int = 64 << 20, retries: int = 5, backoff_seconds: float = 2.0,
                  max_backoff_seconds: float = 300.0, timeout: float = 120.0,
                  sleep: Callable[[float], None] = time.sleep, session: requests.Session | None = None) -> None:
         self.base_url = base_url.rstrip("/")
@@ -126,6 +127,7 @@ class BiostudiesClient:
         self._password = password
         self.ftp = ftp
         self.ftp_threshold_bytes = ftp_threshold_bytes
+        self.compare_bytes_below = compare_bytes_below
         self.retries = retries
         self.backoff_seconds = backoff_seconds
         self.max_backoff_seconds = max_backoff_seconds
@@ -247,6 +249,21 @@ class BiostudiesClient:
         return [RemoteFile(i["name"], i.get("path", ""), int(i.get("size") or 0), i.get("type", "FILE"))
                 for i in items or []]
 
+    def remote_sha256(self, remote: str) -> str:
+        """SHA-256 of a file in the user folder (``GET /files/user/<dir>?fileName=``, streamed)."""
+        folder, name = posixpath.split(remote)
+        r = self._request("GET", f"files/user/{folder}", params={"fileName": name}, expect_json=False,
+                          stream=True)
+        h = hashlib.sha256()
+        for chunk in r.iter_content(1 << 20):
+            h.update(chunk)
+        return h.hexdigest()
+
+    def same_content(self, local: Path, remote: str) -> bool:
+        with open(local, "rb") as fh:
+            local_sha = hashlib.file_digest(fh, "sha256").hexdigest()
+        return self.remote_sha256(remote) == local_sha
+
     def make_folders(self, folder: str) -> None:
         """Create ``a/b/c`` in the user folder, level by level (existing levels are fine)."""
         parent = ""
@@ -319,9 +336,12 @@ class BiostudiesClient:
     def upload_files(self, files: Iterable[tuple[Path, str, str]], *,
                      on_uploaded: Callable[[Path, str, str], None] | None = None,
                      force: Iterable[str] = ()) -> UploadReport:
-        """Upload ``(local, remote, uid)`` triples; skip those already there with the same size.
+        """Upload ``(local, remote, uid)`` triples; skip those already there with the same content.
 
-        ``force`` names remote paths to send again even when the size matches (their content changed).
+        A file of at most ``compare_bytes_below`` bytes (a file list, a small image) whose remote copy has
+        the same size is downloaded and compared by SHA-256 (a file list whose checksums changed keeps its
+        size); a larger one is skipped on an equal size, and ``force`` names remote paths to send again
+        even then (the caller knows from the ledger that their content changed).
         """
         report = UploadReport()
         before = self.retry_count
@@ -334,7 +354,8 @@ class BiostudiesClient:
                 listings[folder] = {f.name: f for f in self.list_files(folder)}
             size = local.stat().st_size
             there = listings[folder].get(name)
-            if there is not None and there.size == size and remote not in force:
+            if there is not None and there.size == size and remote not in force \
+                    and (size > self.compare_bytes_below or self.same_content(local, remote)):
                 log.info("%s: %s already in the BioStudies user folder (%d bytes): skipped", uid, remote, size)
                 report.skipped.append(remote)
             else:

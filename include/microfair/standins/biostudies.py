@@ -271,6 +271,11 @@ class BiostudiesStandin(HttpStandin):
         target = _inside(home, rel)
         if target is None:
             return 403, fail("forbidden path")
+        if req.method == "GET" and req.query.get("fileName"):  # download one file (octet stream)
+            f = _inside(target, req.query["fileName"])
+            if f is None or not f.is_file():
+                return 404, fail(f"file {req.query['fileName']} not found in {rel}")
+            return 200, f.read_bytes(), {"Content-Type": "application/octet-stream"}
         if req.method == "GET":
             if not target.is_dir():
                 return 404, fail(f"folder {rel} not found")

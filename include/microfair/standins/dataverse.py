@@ -1,7 +1,7 @@
 """A local Dataverse native API (Recherche Data Gouv runs Dataverse) on 127.0.0.1, for demos and tests.
 
 Built from the native-API guide (IQSS/dataverse ``doc/sphinx-guides/source/api/native-api.rst`` and
-``developers/s3-direct-upload-api.rst``); see ``/work/shared/reference/INTERFACES.md``:
+``developers/s3-direct-upload-api.rst``); see ``../shared/reference/INTERFACES.md``:
 
 * auth: header ``X-Dataverse-key`` (or ``?key=``); a token the server does not know → 401
   ``{"status":"ERROR","message":"Bad API key"}``; a known user without permission on the collection → 403.
