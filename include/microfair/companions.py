@@ -219,3 +219,18 @@ def keep_companions(file: Path, target: Path, uid: str, *, move: bool,
     if kept:
         log.info("%s: %d companion file(s) of %s kept beside it in quarantine", uid, len(kept), file.name)
     return kept
+
+
+def counterpart(file: str | Path, main: str | Path, other_main: str | Path) -> Path | None:
+    """Where companion ``file`` of ``main`` lies beside ``other_main`` (e.g. raw tree → landing zone).
+
+    The companion keeps its path relative to its companion root; None when ``file`` is not below a
+    companion root of ``main`` (then it is not ours to map).
+    """
+    file = Path(file)
+    for root, other in zip(expected_companions(main), expected_companions(other_main)):
+        if file == root:
+            return other
+        if root in file.parents:
+            return other / file.relative_to(root)
+    return None

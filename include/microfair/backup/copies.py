@@ -13,6 +13,10 @@ verdict counts is checked again in its repository:
    checksum (the digest is in the record), and, for files up to
    ``retention.restore_max_bytes``, it is restored again now and hashed.
 
+Steps 4 and 5 are repeated for every companion file of the dataset (the ``.ets`` of a ``.vsi``,
+ledger role ``companion``) with its own ledger size and checksum and the read-back the backup run
+recorded for it (``companions`` in the record): a copy missing or damaging one companion does not count.
+
 A copy that fails any of these does not count; the reason is returned for the report.
 """
 
@@ -136,28 +140,45 @@ class RepositoryCopies:
         if not rec.get("verified") or not digest or digest != want:
             out.reason = "no read-back of this file matching the ledger checksum is recorded"
             return out
+        files = [(path, ds.size_bytes, ds.sha256, ds.blake3, digest)]
+        done = rec.get("companions") or {}
+        for f in self.ledger.files(ds.uid, "companion"):
+            cpath = os.path.realpath(f.path)
+            seen = done.get(cpath) or {}
+            want = f.blake3 if seen.get("algorithm") == "blake3" else f.sha256
+            if not seen.get("read_back_digest") or seen["read_back_digest"] != want:
+                out.reason = f"no read-back of companion {cpath} matching the ledger checksum is recorded"
+                return out
+            files.append((cpath, f.size_bytes, f.sha256, f.blake3, want))
         try:
-            nodes = [n for n in repo.restic.ls(snapshot, path) if n.path == path and n.type == "file"]
+            listed_nodes = {n.path: n for n in repo.restic.ls(snapshot, *[f[0] for f in files])
+                            if n.type == "file"}
         except ResticError as exc:
             out.reason = f"restic ls of snapshot {snapshot[:8]} failed now: {exc.reason}"
             return out
-        if not nodes:
-            out.reason = f"snapshot {snapshot[:8]} does not list {path} now"
-            return out
-        if ds.size_bytes is not None and nodes[0].size != ds.size_bytes:
-            out.reason = f"snapshot {snapshot[:8]} lists {nodes[0].size} bytes, the ledger says {ds.size_bytes}"
-            return out
-        if ds.size_bytes is not None and ds.size_bytes <= self.cfg.retention.restore_max_bytes:
-            expected = ExpectedContent(ds.sha256, ds.blake3, ds.size_bytes)
-            try:
-                repo.restic.dump(snapshot, path, expected.update)
-            except ResticError as exc:
-                out.reason = f"restore from snapshot {snapshot[:8]} failed now: {exc.reason}"
-                return out
-            why = expected.mismatch()
+        for fpath, size, sha256, b3, _ in files:
+            why = self._check_file(repo.restic, snapshot, listed_nodes.get(fpath), fpath, size, sha256, b3)
             if why:
-                out.reason = f"restored from snapshot {snapshot[:8]} now: {why}"
+                out.reason = why
                 return out
-            out.restored = True
+            out.restored = out.restored or (size is not None and size <= self.cfg.retention.restore_max_bytes)
         out.ok = True
         return out
+
+    def _check_file(self, restic: Restic, snapshot: str, node: Any, path: str, size: int | None,
+                    sha256: str | None, b3: str | None) -> str | None:
+        """Why one file's copy in ``snapshot`` does not hold now (None: it holds)."""
+        if node is None:
+            return f"snapshot {snapshot[:8]} does not list {path} now"
+        if size is not None and node.size != size:
+            return f"snapshot {snapshot[:8]} lists {node.size} bytes for {path}, the ledger says {size}"
+        if size is not None and size <= self.cfg.retention.restore_max_bytes:
+            expected = ExpectedContent(sha256, b3, size)
+            try:
+                restic.dump(snapshot, path, expected.update)
+            except ResticError as exc:
+                return f"restore of {path} from snapshot {snapshot[:8]} failed now: {exc.reason}"
+            why = expected.mismatch()
+            if why:
+                return f"{path} restored from snapshot {snapshot[:8]} now: {why}"
+        return None

@@ -19,12 +19,21 @@ deletion:
    that fail do not count; if the rest no longer make 3-2-1, nothing is deleted and the
    report says, per target, why.
 
+A main file's companion files (the ``_<stem>_/`` folder of a ``.vsi``, ledger role
+``companion``) go with it: each landing companion must still match its ledger size and checksum,
+its raw copy must too, and every counted backup copy must hold it (the copy checks include the
+companions). If any of this fails for one companion, nothing of the acquisition is deleted and
+the report says which companion. Companions are deleted before the main file; the emptied
+companion folder is removed. A file found in a companion folder that the ledger does not know is
+kept (it was never backed up).
+
 Dry-run is the default (``retention.dry_run: true``): the robot reports what it would
 free and when. Every deletion is written to the ledger's audit log with its checksum.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -37,8 +46,9 @@ from typing import Any
 
 from microfair.backup.copies import CopyCheck, CopyChecker, RepositoryCopies
 from microfair.backup.policy import Verdict, evaluate_dataset, target_health
-from microfair.backup.verify import ExpectedContent
+from microfair.backup.verify import ExpectedContent, check_local_file
 from microfair.checksum import CHUNK
+from microfair.companions import counterpart, expected_companions
 from microfair.backup.restic import ResticCredentials
 from microfair.config import FacilityConfig
 from microfair.config.backup import BackupTarget
@@ -311,28 +321,87 @@ def _decide(cfg: FacilityConfig, ledger: Ledger, ds: Any, item: RetentionItem, h
             raise Refused("backup copies checked now do not hold: " + "; ".join(short))
         if lf.digest(ExpectedContent(ds.sha256, ds.blake3, ds.size_bytes)):  # the checks took a while
             raise Refused("changed while the backup copies were checked")
-        copies = len(good_copies)
-        media = ", ".join(sorted({c.medium for c in good_copies}))
-        snapshots = {c.target: c.snapshot for c in checks.values() if c.ok}
-        if not apply:
-            item.action, item.reason = "delete", (f"would delete: {copies} copies checked now on {media} "
-                                                  f"(snapshots {_snapshots(snapshots)})")
-            return
-        lf.unlink()
-        details = {"path": ds.source_path, "sha256": ds.sha256, "blake3": ds.blake3, "size_bytes": ds.size_bytes,
-                   "copies": copies, "media": sorted({c.medium for c in good_copies}),
-                   "offsite_copies": sum(1 for c in good_copies if c.offsite),
-                   "locations": [c.location for c in good_copies], "snapshots": snapshots,
-                   "checked": [c.to_dict() for c in checks.values()]}
-        ledger.audit(actor, ACTION, ds.uid, details)
-        ledger.put_record(ds.uid, RECORD, {**details, "deleted_at": now.isoformat(), "actor": actor})
-        item.action = "deleted"
-        item.reason = f"{copies} copies checked now on {media} (snapshots {_snapshots(snapshots)})"
-    _cleanup_folders(cfg, root, parts)
+        with contextlib.ExitStack() as stack:
+            companions = _companions(cfg, ledger, ds, mounts, stack)
+            _act(cfg, ledger, ds, item, lf, companions, verdict, checks, good_copies, now, apply, actor)
+    if item.action == "deleted":
+        _cleanup_companion_folders(ds.source_path)
+        _cleanup_folders(cfg, root, parts)
+
+
+def _companions(cfg: FacilityConfig, ledger: Ledger, ds: Any, mounts: list[str],
+                stack: contextlib.ExitStack) -> list[LandingFile]:
+    """The landing companions of ``ds``, opened safely and checked against the ledger (raw copy too).
+
+    A companion no longer in the landing zone (freed by an interrupted run, or never there) is skipped;
+    one that differs from the ledger, or whose raw copy does, refuses the whole acquisition.
+    """
+    out: list[LandingFile] = []
+    for f in ledger.files(ds.uid, "companion"):
+        name = os.path.relpath(f.path, os.path.dirname(ds.raw_path))
+        landing = counterpart(f.path, ds.raw_path, ds.source_path)
+        if landing is None:
+            raise Refused(f"companion {name} is not in a companion folder of {ds.name}")
+        why = check_local_file(f.path, ExpectedContent(f.sha256, f.blake3, f.size_bytes))
+        if why:
+            raise Refused(f"raw copy of companion {name}: {why}")
+        if not os.path.lexists(landing):
+            continue
+        zone, parts = locate(cfg, str(landing), mounts)
+        lf = stack.enter_context(LandingFile(zone, parts, mounts))
+        why = lf.digest(ExpectedContent(f.sha256, f.blake3, f.size_bytes))
+        if why:
+            raise Refused(f"companion {name} changed since collection: {why}")
+        out.append(lf)
+    return out
+
+
+def _act(cfg: FacilityConfig, ledger: Ledger, ds: Any, item: RetentionItem, lf: LandingFile,
+         companions: list[LandingFile], verdict: Verdict, checks: dict[str, CopyCheck], good_copies: list[Any],
+         now: datetime, apply: bool, actor: str) -> None:
+    copies = len(good_copies)
+    media = ", ".join(sorted({c.medium for c in good_copies}))
+    snapshots = {c.target: c.snapshot for c in checks.values() if c.ok}
+    extra = sum(c.stat.st_size for c in companions)
+    item.size_bytes = (ds.size_bytes or 0) + extra
+    with_companions = f" with {len(companions)} companion file(s), {extra} bytes" if companions else ""
+    if not apply:
+        item.action, item.reason = "delete", (f"would delete{with_companions}: {copies} copies checked now on "
+                                              f"{media} (snapshots {_snapshots(snapshots)})")
+        return
+    freed = []
+    for c in companions:  # companions first: a main file still there means the acquisition is not freed yet
+        c.unlink()
+        freed.append(os.path.join(c.zone_root, *c.parts))
+    lf.unlink()
+    details = {"path": ds.source_path, "companions": freed, "sha256": ds.sha256, "blake3": ds.blake3, "size_bytes": ds.size_bytes,
+               "copies": copies, "media": sorted({c.medium for c in good_copies}),
+               "offsite_copies": sum(1 for c in good_copies if c.offsite),
+               "locations": [c.location for c in good_copies], "snapshots": snapshots,
+               "checked": [c.to_dict() for c in checks.values()]}
+    ledger.audit(actor, ACTION, ds.uid, details)
+    ledger.put_record(ds.uid, RECORD, {**details, "deleted_at": now.isoformat(), "actor": actor})
+    item.action = "deleted"
+    item.reason = f"{copies} copies checked now on {media} (snapshots {_snapshots(snapshots)}){with_companions}"
 
 
 def _snapshots(snapshots: dict[str, str | None]) -> str:
     return ", ".join(f"{t} {str(s)[:8]}" for t, s in snapshots.items()) or "none"
+
+
+def _cleanup_companion_folders(source_path: str) -> None:
+    """Remove the companion folders of a freed main file once empty (a file the ledger did not know stays)."""
+    for root in expected_companions(source_path):
+        if not root.is_dir() or root.is_symlink():
+            continue
+        for d in sorted((p for p in root.rglob("*") if p.is_dir() and not p.is_symlink()),
+                        key=lambda p: -len(p.parts)):
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        with contextlib.suppress(OSError):
+            root.rmdir()
+        if root.exists():
+            log.warning("companion folder %s kept: it holds files the ledger does not know", root)
 
 
 def _cleanup_folders(cfg: FacilityConfig, root: str, parts: list[str]) -> None:

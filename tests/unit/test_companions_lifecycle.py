@@ -1,0 +1,162 @@
+"""A main file's companion folder (a .vsi's ``_<stem>_/``) goes through retention, backup checks, iRODS and
+deposits with it: freed only when verified, checked like the main file, registered and deposited with it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from blake3 import blake3
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_backup_retention import RepositoriesAsRecorded  # noqa: E402
+from test_backup_support import mark_backed_up  # noqa: E402
+
+from microfair.backup import retention, run_retention  # noqa: E402
+from microfair.backup.copies import RepositoryCopies, _Repository  # noqa: E402
+from microfair.backup.restic import Node  # noqa: E402
+from microfair.backup.retention import ACTION  # noqa: E402
+from microfair.backup.run import record_kind  # noqa: E402
+
+MAIN = b"vsi-header" * 100
+ETS = {"stack1/frame_t_0.ets": b"ets-pixels" * 3000, "stack1/frame_t_1.ets": b"more-pixels" * 2000}
+
+
+def seed_vsi(cfg, ledger, stem: str = "slide", age_days: float = 90) -> str:
+    """A .vsi acquisition as collect leaves it: landing main file + ``_<stem>_/`` and their raw copies."""
+    rel = Path("DEMO", "Study", "2025-01-01")
+    name = f"{stem}.vsi"
+    uid = hashlib.sha1(stem.encode()).hexdigest()[:16]
+    old = time.time() - age_days * 86400
+    for base in (Path(cfg.landing_zones[0].path), Path(cfg.storage.raw)):
+        folder = base / rel
+        (folder / f"_{stem}_" / "stack1").mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(MAIN)
+        for sub, data in ETS.items():
+            (folder / f"_{stem}_" / sub).write_bytes(data)
+        for p in [folder / name, *[folder / f"_{stem}_" / s for s in ETS]]:
+            os.utime(p, (old, old))
+    raw = Path(cfg.storage.raw) / rel / name
+    landing = Path(cfg.landing_zones[0].path) / rel / name
+    ledger.upsert_dataset(uid, microscope=cfg.landing_zones[0].microscope, source_path=str(landing), name=name,
+                          project="DEMO", study="Study", experiment="2025-01-01", raw_path=str(raw),
+                          size_bytes=len(MAIN), sha256=hashlib.sha256(MAIN).hexdigest(),
+                          blake3=blake3(MAIN).hexdigest(), state="qc_done",
+                          collected_at=datetime.now(timezone.utc) - timedelta(days=age_days),
+                          source_mtime_ns=landing.stat().st_mtime_ns)
+    ledger.add_file(uid, "raw", raw, size_bytes=len(MAIN), sha256=hashlib.sha256(MAIN).hexdigest())
+    for sub, data in ETS.items():
+        ledger.add_file(uid, "companion", raw.parent / f"_{stem}_" / sub, size_bytes=len(data),
+                        sha256=hashlib.sha256(data).hexdigest(), blake3=blake3(data).hexdigest())
+    return uid
+
+
+@pytest.fixture
+def vsi(facility_config, ledger, monkeypatch):
+    monkeypatch.setattr(retention, "RepositoryCopies", RepositoriesAsRecorded)
+    uid = seed_vsi(facility_config, ledger)
+    mark_backed_up(facility_config, ledger, [uid])
+    return uid
+
+
+def _item(report, uid):
+    return next(i for i in report.items if i.uid == uid)
+
+
+# -- 1. retention ------------------------------------------------------------------------------------------
+
+def test_retention_frees_the_companion_folder_with_the_main_file(facility_config, ledger, vsi):
+    ds = ledger.require(vsi)
+    folder = Path(ds.source_path).with_name("_slide_")
+    plan = _item(run_retention(facility_config, ledger), vsi)
+    assert plan.action == "delete" and "2 companion file(s)" in plan.reason
+    assert plan.size_bytes == len(MAIN) + sum(map(len, ETS.values()))
+    report = run_retention(facility_config, ledger, apply=True)
+    assert _item(report, vsi).action == "deleted", _item(report, vsi).reason
+    assert not Path(ds.source_path).exists() and not folder.exists()
+    assert Path(ds.raw_path).with_name("_slide_").joinpath("stack1/frame_t_0.ets").is_file()  # primary untouched
+    [entry] = ledger.audit_entries(ACTION)
+    assert sorted(entry.details["companions"]) == sorted(str(folder / s) for s in ETS)
+
+
+@pytest.mark.parametrize("where", ["landing", "raw"])
+def test_a_damaged_companion_keeps_the_whole_acquisition(facility_config, ledger, vsi, where):
+    ds = ledger.require(vsi)
+    base = Path(ds.source_path if where == "landing" else ds.raw_path).with_name("_slide_")
+    ets = base / "stack1" / "frame_t_1.ets"
+    ets.chmod(0o644)
+    ets.write_bytes(b"X" + ETS["stack1/frame_t_1.ets"][1:])
+    item = _item(run_retention(facility_config, ledger, apply=True), vsi)
+    assert item.action == "refuse" and "frame_t_1.ets" in item.reason, item.reason
+    landing = Path(ds.source_path)
+    assert landing.is_file() and all((landing.with_name("_slide_") / s).is_file() for s in ETS)
+    assert ledger.audit_entries(ACTION) == []
+
+
+def test_a_companion_file_the_ledger_does_not_know_stays(facility_config, ledger, vsi):
+    stray = Path(ledger.require(vsi).source_path).with_name("_slide_") / "notes.txt"
+    stray.write_text("added after collection")
+    assert _item(run_retention(facility_config, ledger, apply=True), vsi).action == "deleted"
+    assert stray.is_file() and not (stray.parent / "stack1").exists()
+
+
+# -- the copy check in the repository (restic stand-in: the snapshot's content in a dict) -------------------
+
+class SnapshotStandIn:
+    """What ``restic ls`` / ``restic dump`` of one snapshot answer: path → bytes."""
+
+    def __init__(self, files):
+        self.files = files
+
+    def ls(self, snapshot, *paths):
+        for p, data in self.files.items():
+            if any(p == q or p.startswith(q + os.sep) for q in paths):
+                yield Node(p, "file", len(data), "", "")
+
+    def dump(self, snapshot, path, sink):
+        sink(self.files[path])
+        return len(self.files[path])
+
+
+def _checker(cfg, ledger, uid, *, damage=None, drop=None, record_companions=True):
+    ds = ledger.require(uid)
+    raw = os.path.realpath(ds.raw_path)
+    files = {raw: MAIN, **{os.path.realpath(f.path): Path(f.path).read_bytes()
+                           for f in ledger.files(uid, "companion")}}
+    target = cfg.backup.targets[0]
+    rec = ledger.get_record(uid, record_kind(target.name))
+    rec.update(algorithm="blake3", read_back_digest=ds.blake3)
+    if record_companions:
+        rec["companions"] = {os.path.realpath(f.path): {"algorithm": "blake3", "read_back_digest": f.blake3}
+                             for f in ledger.files(uid, "companion")}
+    ledger.put_record(uid, record_kind(target.name), rec)
+    for p in files:
+        if damage and p.endswith(damage):
+            files[p] = b"Y" + files[p][1:]
+    for p in list(files):
+        if drop and p.endswith(drop):
+            del files[p]
+    copies = RepositoryCopies(cfg, ledger)
+    copies._repos[target.name] = _Repository(SnapshotStandIn(files), snapshots={rec["snapshot"]})
+    return copies.check(ds, target)
+
+
+def test_the_copy_check_holds_when_every_companion_is_in_the_snapshot(facility_config, ledger, vsi):
+    result = _checker(facility_config, ledger, vsi)
+    assert result.ok and result.restored, result.reason
+
+
+@pytest.mark.parametrize("kw, words", [
+    ({"damage": "frame_t_0.ets"}, ["frame_t_0.ets", "restored from snapshot"]),
+    ({"drop": "frame_t_1.ets"}, ["does not list", "frame_t_1.ets"]),
+    ({"record_companions": False}, ["no read-back of companion", "frame_t_"]),
+])
+def test_a_copy_missing_or_damaging_a_companion_does_not_count(facility_config, ledger, vsi, kw, words):
+    result = _checker(facility_config, ledger, vsi, **kw)
+    assert not result.ok and all(w in result.reason for w in words), result.reason
