@@ -11,6 +11,8 @@ Written from the DataCite REST API reference (https://support.datacite.org/docs/
   ``event`` is given; missing ``titles``/``creators``/... for a findable DOI → 422
   ``{"errors":[{"source","title"}]}``; a taken DOI → 422; a prefix not assigned to the repository → 403.
 * ``PUT /dois/{doi}`` updates; ``GET /dois/{doi}`` reads (404 when unknown).
+* ``event`` (POST or PUT): ``register`` → ``registered``, ``publish`` → ``findable``, ``hide`` → ``registered``;
+  none: a new DOI is a ``draft`` and an existing one keeps its state.
 
 Faults: ``fail_next`` from :class:`~microfair.standins._http.HttpStandin`; its ``log`` lists every request.
 """
@@ -29,6 +31,7 @@ def _error(code: int, title: str) -> tuple[int, dict[str, Any]]:
 
 
 NOT_FOUND = _error(404, "The resource could not be found.")
+STATE_AFTER = {"publish": "findable", "register": "registered", "hide": "registered"}
 
 
 class DataciteStandin(HttpStandin):
@@ -68,24 +71,31 @@ class DataciteStandin(HttpStandin):
         except (ValueError, KeyError, TypeError):
             return _error(400, "You need to provide a payload")
         event = attrs.pop("event", None)
-        if event in ("publish", "register"):
-            missing = [k for k in ("titles", "creators", "publisher", "publicationYear", "url") if not attrs.get(k)]
-            if missing:
-                return 422, {"errors": [{"source": k, "title": "can't be blank"} for k in missing]}
         if req.method == "POST" and doi is None:
             doi = attrs.pop("doi", None) or f"{attrs.pop('prefix', self.prefix)}/{uuid.uuid4().hex[:8]}"
             if doi in self.dois:
                 return 422, {"errors": [{"source": "doi", "title": "This DOI has already been taken"}]}
             if not doi.startswith(self.prefix + "/"):
                 return _error(403, "prefix not assigned to repository")
-            self.dois[doi] = {**attrs, "doi": doi, "state": "findable" if event == "publish" else "draft"}
-            return self._doi(201, doi)
+            return self._store(201, doi, {"state": "draft"}, attrs, event)
         if req.method == "PUT" and doi:
             if doi not in self.dois:
                 return NOT_FOUND
-            self.dois[doi].update({**attrs, "doi": doi})
-            return self._doi(200, doi)
+            return self._store(200, doi, self.dois[doi], attrs, event)
         return _error(405, "Method not allowed")
+
+    def _store(self, code: int, doi: str, old: dict[str, Any], attrs: dict[str, Any],
+               event: str | None) -> tuple[int, Any]:
+        """Merge ``attrs`` into the DOI and apply ``event`` (the states of the REST API's DOI life cycle)."""
+        merged = {**old, **attrs, "doi": doi}
+        if event in ("publish", "register"):
+            missing = [k for k in ("titles", "creators", "publisher", "publicationYear", "url") if not merged.get(k)]
+            if missing:
+                return 422, {"errors": [{"source": k, "title": "can't be blank"} for k in missing]}
+        if event in STATE_AFTER:
+            merged["state"] = STATE_AFTER[event]
+        self.dois[doi] = merged
+        return self._doi(code, doi)
 
     def _doi(self, code: int, doi: str) -> tuple[int, dict[str, Any]]:
         return code, {"data": {"id": doi, "type": "dois", "attributes": self.dois[doi]}}
