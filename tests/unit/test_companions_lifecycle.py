@@ -160,3 +160,24 @@ def test_the_copy_check_holds_when_every_companion_is_in_the_snapshot(facility_c
 def test_a_copy_missing_or_damaging_a_companion_does_not_count(facility_config, ledger, vsi, kw, words):
     result = _checker(facility_config, ledger, vsi, **kw)
     assert not result.ok and all(w in result.reason for w in words), result.reason
+
+
+# -- 2. backup verification (real restic, one local target) ------------------------------------------------
+
+def test_the_backup_read_back_covers_the_companions_and_a_damaged_one_downgrades(facility_config, ledger):
+    from microfair.backup import run_backup
+
+    good = seed_vsi(facility_config, ledger, "good")
+    bad = seed_vsi(facility_config, ledger, "bad")
+    ets = Path(ledger.require(bad).raw_path).with_name("_bad_") / "stack1" / "frame_t_1.ets"
+    ets.write_bytes(b"Z" + ETS["stack1/frame_t_1.ets"][1:])  # the raw .ets no longer matches the ledger
+    target = facility_config.backup.targets[0].name
+    run = run_backup(facility_config, ledger, target)
+    assert run.state == "flagged" and "1 restore(s) did not match" in run.error, run.error  # the bad .ets
+    ok, damaged = (ledger.get_record(u, record_kind(target)) for u in (good, bad))
+    assert ok["verified"] and sorted(ok["companions"]) == sorted(
+        os.path.realpath(f.path) for f in ledger.files(good, "companion"))
+    assert all(c["read_back_digest"] == blake3(ETS[s]).hexdigest()
+               for c, s in zip((ok["companions"][k] for k in sorted(ok["companions"])), sorted(ETS)))
+    assert not damaged["verified"] and "frame_t_1.ets" in damaged["reason"], damaged
+    assert good in run.newly_verified and bad not in run.newly_verified

@@ -29,7 +29,7 @@ from typing import Any
 from microfair.backup.damage import Damage, datasets_touched, trace
 from microfair.backup.restic import BackupSummary, CheckResult, DamagedContent, ResticCredentials, Restic, ResticError
 from microfair.backup.schedule import CheckPlan, choose_read_backs, plan_check
-from microfair.backup.verify import ExpectedContent
+from microfair.backup.verify import ExpectedContent, read_back_companions
 from microfair.config import FacilityConfig
 from microfair.config.backup import BackupTarget
 from microfair.ledger import Ledger, RunContext
@@ -295,7 +295,7 @@ def _catalogue(ledger: Ledger, target: str, datasets: list[Any], nodes: dict[str
         path = _real(ds.raw_path)
         prev = ledger.get_record(ds.uid, record_kind(target)) or {}
         rec = cat.records[ds.uid] = _base_record(target, snapshot, path, now)
-        for k in ("read_back_at", "read_back_snapshot", "read_back_ok", "read_back_digest"):
+        for k in ("read_back_at", "read_back_snapshot", "read_back_ok", "read_back_digest", "companions"):
             if k in prev:
                 rec[k] = prev[k]
         node = nodes.get(path)
@@ -324,6 +324,8 @@ def _read_back_due(cfg: FacilityConfig, ledger: Ledger, restic: Restic, cat: Cat
     for uid in cat.to_restore + again:
         path, exp = cat.expected[uid]
         rb = read_back(restic, snapshot, uid, path, exp)
+        rb = read_back_companions(rb, ledger.files(uid, "companion"),  # a .vsi's .ets too (microfair.companions)
+                                  lambda p, e, u=uid: read_back(restic, snapshot, u, p, e), cat.records[uid])
         reads.append(rb)
         _apply_read(cat.records[uid], rb, snapshot, now)
         if uid in again:

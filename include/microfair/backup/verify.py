@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
 
 from blake3 import blake3
 
@@ -59,3 +61,31 @@ def check_local_file(path: str | os.PathLike[str], expected: ExpectedContent) ->
     except OSError as exc:
         return f"cannot read: {exc.strerror or exc}"
     return expected.mismatch()
+
+
+def read_back_companions(rb: Any, companions: list[Any], read: Callable[[str, ExpectedContent], Any],
+                         record: dict[str, Any]) -> Any:
+    """Read back a dataset's companion files too, once its main file ``rb`` was read back well.
+
+    ``companions`` are the ledger rows (role ``companion``), ``read(path, expected)`` restores one file
+    from the same snapshot and returns a read-back like ``rb``. Each good read-back is written to
+    ``record["companions"]`` (path → algorithm, digest), which the retention robot's copy check needs.
+    Returns ``rb``, or the first failing companion read-back (its reason names the companion), so a
+    damaged ``.ets`` makes the whole copy unverified.
+    """
+    if not getattr(rb, "ok", False) or not companions:
+        return rb
+    done: dict[str, dict[str, Any]] = {}
+    for f in companions:
+        path = os.path.realpath(f.path)
+        if not (f.sha256 or f.blake3):
+            record.pop("companions", None)
+            return replace(rb, ok=False, path=path, digest=None,
+                           reason=f"companion {path}: no checksum in the ledger to compare with")
+        got = read(path, ExpectedContent(f.sha256, f.blake3, f.size_bytes))
+        if not got.ok:
+            record.pop("companions", None)
+            return replace(got, reason=f"companion {path}: {got.reason}")
+        done[path] = {"algorithm": got.algorithm, "read_back_digest": got.digest}
+    record["companions"] = done
+    return rb
