@@ -356,7 +356,8 @@ def table(label: str, kind: str, src: Path, args: argparse.Namespace, limit: flo
                 print(f"round {rnd + 1} targets, {name}: {ours['mb_s'] / fastest['mb_s']:.2f}x the faster peer by wall "
                       f"time, {min(p['cpu_s'] for p in peers) / ours['cpu_s']:.2f}x by CPU s (target 1.5x); "
                       f"{ours['mb_s'] / limit:.0%} of the limit (target 50 %, aim 70 %); peak RSS "
-                      f"{ours['peak_rss_mb']:.0f} MB vs the leaner peer's {min(p['peak_rss_mb'] for p in peers):.0f} MB",
+                      f"{ours['peak_rss_mb']:.0f} MB vs the leaner peer's "
+                      f"{min(p['peak_rss_mb'] for p in peers):.0f} MB",
                       flush=True)
     return {str(k): v for k, v in results.items()}
 
@@ -367,7 +368,7 @@ INPUTS = {"1gb": (1.0, None), "4gb": (4.0, None)}  # 4gb: 2 channels x 128 plane
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--input", choices=sorted(INPUTS), default=None,
-                    help="1gb: 2 x 32 x 2048 x 4096 (1.07 GB); 4gb: 2 x 128 x 2048 x 4096 (4.3 GB, a 128-plane Z stack)")
+                    help="1gb: 2 x 32 x 2048 x 4096 (1.07 GB); 4gb: 2 x 128 x 2048 x 4096 (4.3 GB, 128-plane stack)")
     ap.add_argument("--size-gb", type=float, default=1.0, help="input size in GiB (default 1: 2 x 32 x 2048 x 4096)")
     ap.add_argument("--rounds", type=int, default=1, help="run every contender this many times, interleaved")
     ap.add_argument("--planes", type=int, default=None, help="Z planes (the plane shrinks to keep the size)")

@@ -20,7 +20,8 @@ LAYOUTS = {
                                dict(metadata={"axes": "CZYX"}, tile=(32, 32), compression="zlib")),
     "TCZYX uint8": (np.random.default_rng(2).integers(0, 255, (2, 2, 3, 33, 17), dtype=np.uint8),
                     dict(metadata={"axes": "TCZYX"})),
-    "ZYX float32": (np.random.default_rng(3).normal(size=(4, 20, 30)).astype(np.float32), dict(metadata={"axes": "ZYX"})),
+    "ZYX float32": (np.random.default_rng(3).normal(size=(4, 20, 30)).astype(np.float32),
+                    dict(metadata={"axes": "ZYX"})),
     "ZYXS rgb": (np.random.default_rng(4).integers(0, 255, (3, 24, 16, 3), dtype=np.uint8),
                  dict(photometric="rgb", metadata={"axes": "ZYXS"})),
 }
