@@ -181,3 +181,30 @@ def test_the_backup_read_back_covers_the_companions_and_a_damaged_one_downgrades
                for c, s in zip((ok["companions"][k] for k in sorted(ok["companions"])), sorted(ETS)))
     assert not damaged["verified"] and "frame_t_1.ets" in damaged["reason"], damaged
     assert good in run.newly_verified and bad not in run.newly_verified
+
+
+# -- 4. deposits: the BIA file list and the repository targets carry the companion folder ------------------
+
+def test_deposits_list_the_companion_files_in_their_folder(facility_config, ledger):
+    from microfair.deposit import DepositSelection, load_study, plan_deposit
+    from microfair.deposit.targets.run import gather_items
+
+    uid = seed_vsi(facility_config, ledger)
+    study, problems = load_study(Path(__file__).resolve().parents[2] / "include/microfair/deposit/example_study.yaml")
+    assert problems == []
+    study.components[0].select.study = "Study"
+    plan = plan_deposit(facility_config, ledger, study, DepositSelection(project="DEMO"))
+    folder = "DEMO/Study/2025-01-01"
+    want = {f"{folder}/slide.vsi"} | {f"{folder}/_slide_/{s}" for s in ETS}
+    (entries,) = plan.file_lists().values()
+    listed = {e["path"]: e for e in entries}
+    assert want <= set(listed)
+    ets = listed[f"{folder}/_slide_/stack1/frame_t_0.ets"]
+    assert ets["size"] == len(ETS["stack1/frame_t_0.ets"])
+    assert {"name": "role", "value": "companion"} in ets["attributes"]
+    assert {"name": "uid", "value": uid} in ets["attributes"]
+    items = {i.name: i for i in gather_items(facility_config, ledger, plan, "dataverse", include_reports=False)}
+    assert want <= set(items)
+    item = items[f"{folder}/_slide_/stack1/frame_t_1.ets"]
+    assert item.folder == f"{folder}/_slide_/stack1"  # Dataverse's directoryLabel
+    assert item.sha256 == hashlib.sha256(ETS["stack1/frame_t_1.ets"]).hexdigest() and item.uid == uid

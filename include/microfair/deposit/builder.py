@@ -53,9 +53,10 @@ class DepositFile:
     sha256: str | None
     microscope: str | None = None
     acquisition: str | None = None  # title of its Image acquisition
+    role: str | None = None  # "companion": a file of the main file's companion folder (microfair.companions)
 
     def file_list_entry(self) -> dict[str, Any]:
-        a = [("uid", self.uid), ("sha256", self.sha256), ("Microscope", self.microscope)]
+        a = [("uid", self.uid), ("sha256", self.sha256), ("Microscope", self.microscope), ("role", self.role)]
         return {"path": self.remote, "size": self.size,
                 "attributes": [{"name": n, "value": v} for n, v in a if v]}
 
@@ -220,10 +221,24 @@ def plan_deposit(cfg: Any, ledger: Any, study: StudyMetadata, selection: Deposit
             raw = Path(ds.raw_path)
             remote = _remote_path(raw, raw_root, ds)
             files.append(DepositFile(ds.uid, raw, remote, ds.size_bytes, ds.sha256, ds.microscope, title))
+            files += _companion_files(ledger, ds, remote, title)  # a .vsi's _<stem>_/ folder, same layout
             files += crate_files(cfg, ledger, ds, remote, title)  # its RO-Crate, next to it
         components.append(ComponentPlan(i, comp, files, list(acqs.values())))
     release = study.release_date or (today + dt.timedelta(days=release_in_days))
     return DepositPlan(study, selection, f"microfair/{selection.label()}", release, components, study.accession)
+
+
+def _companion_files(ledger: Any, ds: Any, remote: str, acquisition: str | None) -> list[DepositFile]:
+    """The companion files of ``ds`` (ledger role ``companion``) beside its raw file in the submission,
+    keeping their path relative to the raw file's folder (``_slide_/stack1/frame_t_0.ets``)."""
+    folder = remote.rsplit("/", 1)[0] + "/" if "/" in remote else ""
+    base = Path(ds.raw_path).parent
+    out = []
+    for f in ledger.files(ds.uid, "companion"):
+        rel = check_relpath(Path(f.path).relative_to(base).as_posix())
+        out.append(DepositFile(ds.uid, Path(f.path), folder + rel, f.size_bytes, f.sha256, ds.microscope,
+                               acquisition, role="companion"))
+    return out
 
 
 def _remote_path(raw: Path, raw_root: Path, ds: Any) -> str:
