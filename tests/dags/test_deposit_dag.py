@@ -42,7 +42,8 @@ def _env(bs, dc) -> dict[str, str]:
     return {
         "AIRFLOW_CONN_BIOSTUDIES_DEFAULT": json.dumps({
             "conn_type": "http", "host": bs.url, "login": LOGIN, "password": PASSWORD,
-            "extra": {"ftp_host": "127.0.0.1", "ftp_port": bs.ftp_port, "ftp_user": "bsftp", "ftp_password": "bsftp1"}}),
+            "extra": {"ftp_host": "127.0.0.1", "ftp_port": bs.ftp_port, "ftp_user": bs.ftp_user,
+                      "ftp_password": bs.ftp_password}}),
         "AIRFLOW_CONN_DATACITE_DEFAULT": json.dumps({
             "conn_type": "http", "host": dc.url, "login": "EBI.TEST", "password": DC_PASSWORD}),
         "MICROFAIR_BIOSTUDIES_POLL_SECONDS": "1",

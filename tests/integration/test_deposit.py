@@ -65,7 +65,8 @@ def study_file(tmp_path) -> Path:
 
 
 def client(bs, *, password=PASSWORD, threshold=10**9, retries=4, sleeps=None) -> BiostudiesClient:
-    return BiostudiesClient(bs.url, LOGIN, password, ftp=FtpAccess("127.0.0.1", bs.ftp_port, "bsftp", "bsftp1"),
+    return BiostudiesClient(bs.url, LOGIN, password,
+                            ftp=FtpAccess("127.0.0.1", bs.ftp_port, bs.ftp_user, bs.ftp_password),
                             ftp_threshold_bytes=threshold, retries=retries, backoff_seconds=1.0,
                             sleep=sleeps if sleeps is not None else Sleeps())
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import shutil
 import socket
 import struct
@@ -67,7 +68,9 @@ class Request:
 class BiostudiesStandin(HttpStandin):
     """Start with ``with BiostudiesStandin(tmp_path, users={"me@x.org": "pw"}) as bs: bs.url …``."""
 
-    def __init__(self, root: Path, users: dict[str, str], *, ftp_user: str = "bsftp", ftp_password: str = "bsftp1"):
+    def __init__(self, root: Path, users: dict[str, str], *, ftp_user: str = "bsftp",
+                 ftp_password: str | None = None) -> None:
+        """``ftp_password``: the FTP account's; a fresh random one when None (read it as ``ftp_password``)."""
         super().__init__()
         self.root = Path(root)
         self.users = dict(users)
@@ -76,7 +79,7 @@ class BiostudiesStandin(HttpStandin):
         self.requests: dict[tuple[str, int], Request] = {}
         self.submissions: dict[str, dict[str, Any]] = {}
         self.ftp_faults: list[int] = []
-        self.ftp_user, self.ftp_password = ftp_user, ftp_password
+        self.ftp_user, self.ftp_password = ftp_user, ftp_password or secrets.token_urlsafe(12)
         self._next_acc = 100
         for u in users:
             self.user_dir(u).mkdir(parents=True, exist_ok=True)
