@@ -208,3 +208,41 @@ def test_deposits_list_the_companion_files_in_their_folder(facility_config, ledg
     item = items[f"{folder}/_slide_/stack1/frame_t_1.ets"]
     assert item.folder == f"{folder}/_slide_/stack1"  # Dataverse's directoryLabel
     assert item.sha256 == hashlib.sha256(ETS["stack1/frame_t_1.ets"]).hexdigest() and item.uid == uid
+
+
+# -- 3. iRODS: the companion folder under the dataset collection (recording stand-in of the session) --------
+
+def test_irods_puts_the_companions_with_checksums_avus_and_acls_and_reruns_idempotently(facility_config, ledger):
+    pytest.importorskip("irods")
+    from microfair.irods import IrodsStore, irods_to_sha256, register_dataset
+    from microfair.standins.irods import RecordingSession
+
+    uid = seed_vsi(facility_config, ledger)
+    s = RecordingSession(groups=("microfair", "demo"))
+    reg = register_dataset(facility_config, ledger, uid, IrodsStore(s))
+    assert sorted(reg.companions) == sorted(f"{reg.collection}/_slide_/{p}" for p in ETS)
+    for sub, data in ETS.items():
+        obj = s.objs[f"{reg.collection}/_slide_/{sub}"]
+        assert obj.data == data and irods_to_sha256(obj.checksum) == hashlib.sha256(data).hexdigest()
+        avus = {(m.name, m.value) for m in obj.avus}
+        assert {("microfair.uid", uid), ("microfair.role", "companion"),
+                ("microfair.companion_of", reg.data_object)} <= avus
+        assert obj.acl["demo"] == "read_object" and obj.acl["rods"] == "own"
+    again = register_dataset(facility_config, ledger, uid, IrodsStore(s))
+    assert again.transferred == [] and again.unchanged == 1 + len(ETS) and again.avus_added == 0
+    assert ledger.get_record(uid, "irods")["companions"] == again.companions
+
+
+def test_irods_refuses_a_companion_that_no_longer_matches_the_ledger_and_leaves_the_main_file_out(
+        facility_config, ledger):
+    pytest.importorskip("irods")
+    from microfair.irods import ChecksumMismatch, IrodsStore, register_dataset
+    from microfair.standins.irods import RecordingSession
+
+    uid = seed_vsi(facility_config, ledger)
+    ets = Path(ledger.require(uid).raw_path).with_name("_slide_") / "stack1" / "frame_t_0.ets"
+    ets.write_bytes(b"Q" + ETS["stack1/frame_t_0.ets"][1:])
+    s = RecordingSession(groups=("microfair", "demo"))
+    with pytest.raises(ChecksumMismatch, match="frame_t_0.ets"):
+        register_dataset(facility_config, ledger, uid, IrodsStore(s))
+    assert not any(p.endswith("slide.vsi") or p.endswith("frame_t_0.ets") for p in s.objs), sorted(s.objs)

@@ -2,6 +2,8 @@
 
     /<zone>/home/<group>/<project>/<study>/<experiment>/
         <raw file>                 data object: every AVU of the dataset (microfair.uid = ledger uid)
+        _<stem>_/…                 its companion files (a .vsi's .ets; ledger role companion), same layout:
+                                   microfair.uid, role companion, their own checksum, companion_of
         <name>.ome.zarr/…          collection (when irods.include_zarr): microfair.uid + role
 """
 
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from microfair.checksum import digest_file
-from microfair.irods.avu import dataset_avus
+from microfair.irods.avu import Avu, dataset_avus
 from microfair.irods.store import (
     PARTIAL_SUFFIX,
     ChecksumMismatch,
@@ -41,16 +43,19 @@ class IrodsRegistration:
     data_object: str
     checksum: str
     zarr_collection: str | None = None
+    companions: list[str] = field(default_factory=list)     # logical paths of the companion files
     transferred: list[str] = field(default_factory=list)   # logical paths written in this run
     unchanged: int = 0                                       # objects already there with the right checksum
     avus_added: int = 0
     avus_removed: int = 0
     owner: str = ""
     group: str = ""
+    companions_sha256: dict[str, str] = field(default_factory=dict, repr=False)
     registered_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d.pop("companions_sha256")
         d["transferred"] = len(self.transferred)
         d["objects"] = d["checksums_verified"] = len(self.transferred) + self.unchanged
         return d
@@ -153,6 +158,27 @@ def _transfer_tree(store: IrodsStore, mode: str, root: Path, coll: str, uid: str
                 reg.unchanged += 1
 
 
+def _transfer_companions(store: IrodsStore, mode: str, ledger: Any, ds: Any, coll: str, data_object: str,
+                         reg: IrodsRegistration) -> None:
+    """Put (or register) each companion file of ``ds`` under ``coll`` with its folder layout relative to the
+    raw file, the server's SHA-256 checked against the ledger's (:func:`transfer_file`)."""
+    base = Path(ds.raw_path).parent
+    for f in ledger.files(ds.uid, "companion"):
+        if not f.sha256:
+            raise IrodsError(f"{ds.uid}: the ledger has no SHA-256 for companion file {f.path}")
+        if not Path(f.path).is_file():
+            raise IrodsError(f"{ds.uid}: companion file {f.path} of {Path(data_object).name} is missing")
+        parts = [safe_component(p) for p in Path(f.path).relative_to(base).parts]
+        logical = "/".join([coll, *parts])
+        store.ensure_collection(logical.rsplit("/", 1)[0])
+        if transfer_file(store, mode, f.path, logical, f.sha256, ds.uid):
+            reg.transferred.append(logical)
+        else:
+            reg.unchanged += 1
+        reg.companions.append(logical)
+        reg.companions_sha256[logical] = f.sha256
+
+
 def register_dataset(cfg: Any, ledger: Any, uid: str, store: IrodsStore, ctx: Any = None) -> IrodsRegistration:
     """Register dataset ``uid`` in iRODS; idempotent (a re-run transfers nothing and duplicates no AVU).
 
@@ -176,6 +202,7 @@ def register_dataset(cfg: Any, ledger: Any, uid: str, store: IrodsStore, ctx: An
                                 checksum=sha256_to_irods(ds.sha256), owner=owner, group=group)
         log.info("%s: registering %s in iRODS as %s (%s)", uid, ds.raw_path, data_object, mode)
         store.ensure_collection(coll)
+        _transfer_companions(store, mode, ledger, ds, coll, data_object, reg)  # first: never a .vsi without .ets
         if transfer_file(store, mode, ds.raw_path, data_object, ds.sha256, uid):
             reg.transferred.append(data_object)
         else:
@@ -190,6 +217,11 @@ def register_dataset(cfg: Any, ledger: Any, uid: str, store: IrodsStore, ctx: An
                    for k in ("dublin_core", "rembi", "image_metadata", "qc", "eln", "publications")}
         reg.avus_added, reg.avus_removed = store.sync_avus(
             data_object, dataset_avus(ns, ds, records, _parameters(cfg)), ns)
+        for logical, sha in reg.companions_sha256.items():
+            wanted = dataset_avus(ns, ds, records, role="companion") + [
+                Avu(f"{ns}.checksum.sha256", sha), Avu(f"{ns}.companion_of", data_object)]
+            a, r = store.sync_avus(logical, sorted(set(wanted)), ns)
+            reg.avus_added, reg.avus_removed = reg.avus_added + a, reg.avus_removed + r
         if reg.zarr_collection:
             a, r = store.sync_avus(reg.zarr_collection, dataset_avus(ns, ds, records, role="zarr"), ns)
             reg.avus_added, reg.avus_removed = reg.avus_added + a, reg.avus_removed + r
@@ -210,6 +242,9 @@ def register_dataset(cfg: Any, ledger: Any, uid: str, store: IrodsStore, ctx: An
         found = store.find(f"{ns}.uid", uid)
         if data_object not in found:
             raise IrodsError(f"{uid}: GenQuery on {ns}.uid does not find {data_object} (found {found})")
+        lost = [c for c in reg.companions if c not in found]
+        if lost:
+            raise IrodsError(f"{uid}: GenQuery on {ns}.uid does not find companion {lost[0]}")
 
         ledger.put_record(uid, RECORD, reg.to_dict())
         outcome.bytes = ds.size_bytes if data_object in reg.transferred else 0
