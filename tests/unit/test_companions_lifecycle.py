@@ -246,3 +246,15 @@ def test_irods_refuses_a_companion_that_no_longer_matches_the_ledger_and_leaves_
     with pytest.raises(ChecksumMismatch, match="frame_t_0.ets"):
         register_dataset(facility_config, ledger, uid, IrodsStore(s))
     assert not any(p.endswith("slide.vsi") or p.endswith("frame_t_0.ets") for p in s.objs), sorted(s.objs)
+
+
+def test_a_damaged_raw_companion_fails_the_primary_copy_of_the_verdict(facility_config, ledger, vsi):
+    from microfair.backup.policy import evaluate_dataset, target_health
+
+    ds = ledger.require(vsi)
+    health = target_health(facility_config, ledger, datetime.now(timezone.utc))
+    assert evaluate_dataset(facility_config, ledger, ds, health, force_primary=True).compliant
+    ets = Path(ds.raw_path).with_name("_slide_") / "stack1" / "frame_t_0.ets"
+    ets.write_bytes(ETS["stack1/frame_t_0.ets"][:-1] + b"!")
+    verdict = evaluate_dataset(facility_config, ledger, ds, health, force_primary=True)
+    assert not verdict.compliant and any("primary" in r and "frame_t_0.ets" in r for r in verdict.reasons), verdict

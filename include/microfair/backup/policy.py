@@ -22,7 +22,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from microfair.backup.run import record_kind, target_runs
-from microfair.backup.verify import ExpectedContent, check_local_file
+from microfair.backup.verify import ExpectedContent, check_companion_files, check_local_file
 from microfair.config import FacilityConfig
 from microfair.ledger import Ledger, RunContext
 from microfair.provenance import refresh as refresh_provenance
@@ -121,7 +121,7 @@ def verify_primary(cfg: FacilityConfig, ledger: Ledger, ds: Any, *, force: bool 
     if fresh and not force:
         return True, None
     expected = ExpectedContent(ds.sha256, ds.blake3, ds.size_bytes)
-    why = check_local_file(ds.raw_path, expected)
+    why = check_local_file(ds.raw_path, expected) or check_companion_files(ledger.files(ds.uid, "companion"))
     body = {"verified": why is None, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "algorithm": expected.algorithm,
             "verified_at": now.isoformat() if why is None else prev.get("verified_at"),
             "checked_at": now.isoformat(), "reason": why}

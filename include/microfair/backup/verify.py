@@ -89,3 +89,15 @@ def read_back_companions(rb: Any, companions: list[Any], read: Callable[[str, Ex
         done[path] = {"algorithm": got.algorithm, "read_back_digest": got.digest}
     record["companions"] = done
     return rb
+
+
+def check_companion_files(companions: list[Any]) -> str | None:
+    """Hash each companion file (ledger rows, role ``companion``) on the facility storage; None when all
+    match the ledger, else which one does not and why (the primary copy of a .vsi is its .ets too)."""
+    for f in companions:
+        if not (f.sha256 or f.blake3):
+            return f"companion {f.path}: no checksum in the ledger to compare with"
+        why = check_local_file(f.path, ExpectedContent(f.sha256, f.blake3, f.size_bytes))
+        if why:
+            return f"companion {f.path}: {why}"
+    return None
