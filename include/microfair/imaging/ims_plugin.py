@@ -34,15 +34,14 @@ import dask.array as da
 import h5py
 import numpy as np
 import xarray as xr
-from bioio_base import exceptions, io
 from bioio_base.types import PhysicalPixelSizes
-from fsspec.implementations.local import LocalFileSystem
 from ome_types import OME
 from ome_types.model import AnnotationRef, MapAnnotation, StructuredAnnotations
 from ome_types.model import Map as OmeMap
 
 from microfair.imaging.errors import DamagedImage, UnsupportedLayout
 from microfair.imaging.lazy_index import expand_key
+from microfair.imaging.local_files import open_local, recognised_locally
 from microfair.imaging.ome_build import ChannelSpec, ImageSpec, ObjectiveSpec, build_ome
 
 log = logging.getLogger(__name__)
@@ -166,17 +165,10 @@ class Reader(bioio_base.reader.Reader):
 
     @staticmethod
     def _is_supported_image(fs: Any, path: str, **kwargs: Any) -> bool:
-        if not isinstance(fs, LocalFileSystem):
-            return False
-        try:
-            return has_hdf5_signature(path)
-        except OSError:
-            return False
+        return recognised_locally(fs, path, has_hdf5_signature)
 
     def __init__(self, image: Any, fs_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        self._fs, self._path = io.pathlike_to_fs(image, enforce_exists=True, fs_kwargs=fs_kwargs or {})
-        if not isinstance(self._fs, LocalFileSystem):
-            raise exceptions.UnsupportedFileFormatError(READER_NAME, self._path, "only local files")
+        self._fs, self._path = open_local(READER_NAME, image, fs_kwargs)
         if not has_hdf5_signature(self._path):
             raise DamagedImage("no HDF5 superblock signature at offsets "
                                f"{', '.join(map(str, SUPERBLOCK_OFFSETS))}: bad magic")

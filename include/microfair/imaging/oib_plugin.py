@@ -28,9 +28,7 @@ import dask.array as da
 import numpy as np
 import oiffile
 import xarray as xr
-from bioio_base import exceptions, io
 from bioio_base.types import PhysicalPixelSizes
-from fsspec.implementations.local import LocalFileSystem
 from ome_types import OME
 from tifffile import TiffFile
 
@@ -38,6 +36,7 @@ from microfair.companions import oif_folder
 from microfair.companions import missing_companions, missing_message
 from microfair.imaging.errors import DamagedImage, MissingCompanionFiles, UnsupportedLayout
 from microfair.imaging.lazy_index import expand_key
+from microfair.imaging.local_files import open_local, recognised_locally
 from microfair.imaging.ome_build import ChannelSpec, ImageSpec, ObjectiveSpec, build_ome
 
 log = logging.getLogger(__name__)
@@ -128,17 +127,10 @@ class Reader(bioio_base.reader.Reader):
 
     @staticmethod
     def _is_supported_image(fs: Any, path: str, **kwargs: Any) -> bool:
-        if not isinstance(fs, LocalFileSystem):
-            return False
-        try:
-            return container(path) is not None
-        except OSError:
-            return False
+        return recognised_locally(fs, path, lambda p: container(p) is not None)
 
     def __init__(self, image: Any, fs_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        self._fs, self._path = io.pathlike_to_fs(image, enforce_exists=True, fs_kwargs=fs_kwargs or {})
-        if not isinstance(self._fs, LocalFileSystem):
-            raise exceptions.UnsupportedFileFormatError(READER_NAME, self._path, "only local files")
+        self._fs, self._path = open_local(READER_NAME, image, fs_kwargs)
         name = Path(self._path).name
         kind = container(self._path)
         if kind is None:
