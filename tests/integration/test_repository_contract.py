@@ -27,6 +27,7 @@ from microfair.deposit.targets import (
     TransientError,
 )
 from microfair.deposit.targets.run import RECORD, build_repository, deposit
+from microfair.deposit.targets.unchanged import is_crate_name
 from microfair.ledger import Ledger
 from tests.support.repositories import open_repo, repo_kinds
 from tests.support.synthetic_ingest import ingest_synthetic
@@ -82,10 +83,10 @@ def test_publish_records_pid_and_a_rerun_is_a_no_op(fac, repo, tmp_path, caplog)
     cfg, ledger, uids = fac
     caplog.set_level(logging.DEBUG)
     target = repo.target()
+    _plan, items, _ = build_repository(cfg, ledger, study(tmp_path), SEL, target)  # as sent (crates refresh after)
     out = deposit(cfg, ledger, study(tmp_path), SEL, target)
     pub = out.publication
     assert out.action == "published" and pub.state == "published" and pub.pid and pub.landing_page
-    _plan, items, _ = build_repository(cfg, ledger, study(tmp_path), SEL, target)
     assert len(out.upload.uploaded) == len(items) >= 3 * 2  # raw file + reports of each dataset
     remote = repo.remote_checksums(pub)
     assert remote == {repo.remote_name(i): i.md5 for i in items}  # every file there, byte for byte
@@ -208,12 +209,12 @@ def test_5xx_and_a_reset_mid_upload_are_retried_and_an_interrupted_run_resumes(f
     # 2. the next run: two 503s and a reset half-way through a body, retried with back-off; resumes the draft
     s.fail_next(_upload_prefix(repo), 2, "503")
     s.fail_next(_upload_prefix(repo), 1, "reset")
+    _plan, items, _ = build_repository(cfg, ledger, study(tmp_path), SEL, repo.target())  # before the crate refresh
     out = deposit(cfg, ledger, study(tmp_path), SEL, repo.target())
     assert out.action == "published" and out.publication.id == rec["id"]  # the same draft, not a second one
     assert out.upload.retries == 3 and repo.sleeps[:2] == [1.0, 2.0]
     assert len(out.upload.skipped) == 2  # what the first run had sent
     assert any(code == 0 for _m, _p, code in s.log) and any(code == 503 for _m, _p, code in s.log)
-    _plan, items, _ = build_repository(cfg, ledger, study(tmp_path), SEL, repo.target())
     assert repo.remote_checksums(out.publication) == {repo.remote_name(i): i.md5 for i in items}
     assert repo.published_count() == 1
 
@@ -269,7 +270,8 @@ def test_changed_files_after_publication_make_a_new_version(fac, repo, tmp_path)
         out = deposit(cfg, ledger, study(tmp_path), SEL, repo.target())
     finally:
         report.local.write_bytes(original)
-    assert out.action == "published" and out.upload.uploaded == [report.name]
+    assert out.action == "published" and [n for n in out.upload.uploaded if not is_crate_name(n)] == [report.name]
+    assert [n for n in out.upload.uploaded if is_crate_name(n)]  # the crates, refreshed after the first publish
     if repo.kind == "zenodo":
         assert out.publication.id != first.id and out.publication.pid != first.pid  # a new version, a new DOI
         assert repo.remote_checksums(first)[repo.remote_name(report)] == report.md5  # the old record is frozen
@@ -284,13 +286,13 @@ def test_dataverse_direct_upload_registers_files_in_batches(fac, tmp_path):
     with open_repo("dataverse") as repo:
         repo.standin.direct_upload = True
         repo.standin.max_files_per_request = 4  # the installation's limit (RDG: 1,000), set on the connection
+        _plan, items, _ = build_repository(cfg, ledger, study(tmp_path), SEL, repo.target())  # as sent
         out = deposit(cfg, ledger, study(tmp_path), SEL, repo.target(max_files_per_request=4))
         n = len(out.upload.uploaded)
         assert n > 4 and repo.standin.requests_to("/api/v1/datasets/:persistentId/addFiles") == -(-n // 4)
         assert repo.standin.requests_to("/api/v1/datasets/:persistentId/add") == repo.standin.requests_to(
             "/api/v1/datasets/:persistentId/addFiles")  # no multipart upload at all
         assert repo.standin.requests_to("/s3/", "PUT") == n
-        _plan, items, _ = build_repository(cfg, ledger, study(tmp_path), SEL, repo.target())
         assert repo.remote_checksums(out.publication) == {i.name: i.md5 for i in items}
 
 
@@ -307,8 +309,8 @@ def test_the_ome_zarr_goes_as_one_archive_only_when_asked(fac, tmp_path):
         with open_repo("dataverse") as repo:
             _plan, plain, _ = build_repository(cfg, ledger, study(tmp_path), SEL, repo.target())
             assert not [i for i in plain if i.kind == "zarr-archive"]
-            out = deposit(cfg, ledger, study(tmp_path), SEL, repo.target(), include_zarr=True)
             _plan, items, _ = build_repository(cfg, ledger, study(tmp_path), SEL, repo.target(), include_zarr=True)
+            out = deposit(cfg, ledger, study(tmp_path), SEL, repo.target(), include_zarr=True)
             archives = [i for i in items if i.kind == "zarr-archive"]
             assert len(archives) == 1 and archives[0].name.endswith("/img.ome.zarr.zip")
             with zipfile.ZipFile(archives[0].local) as zf:

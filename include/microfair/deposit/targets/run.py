@@ -6,7 +6,9 @@ metadata → publish, or leave the draft for a person. The ledger record ``publi
 deposited dataset holds, per target, the persistent identifier, the landing page, the state and the
 files sent (with their checksums); the draft is recorded as soon as it exists, so that a crash resumes
 it instead of opening a second one. A run after a success with the same files and metadata changes
-nothing and reports the existing identifier.
+nothing and reports the existing identifier; the RO-Crates are left out of that comparison
+(:mod:`~microfair.deposit.targets.unchanged`), and each dataset's crate is refreshed right after a
+publish so that it names the PID and landing page (not after a draft: publishing it later sends nothing again).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from microfair.deposit.run import ACTOR, RECORD as BIA_RECORD, FileChangedError,
 from microfair.deposit.study import load_study
 from microfair.deposit.targets.base import DepositItem, Publication, UploadOutcome, hash_file
 from microfair.deposit.targets.citation import TARGET_TITLES, study_digest
+from microfair.deposit.targets.unchanged import content_fingerprint, same_files
 
 log = logging.getLogger(__name__)
 
@@ -217,14 +220,14 @@ def deposit(cfg: Any, ledger: Any, study_path: str | Path, selection: DepositSel
                                       include_zarr=include_zarr, include_reports=include_reports, today=today)
     uids, study, name = plan.uids(), plan.study, target.name
     context = context_of(ledger, plan)
-    fingerprint = {i.name: i.sha256 for i in items}
+    fingerprint = content_fingerprint(items)  # the crates left out: they change after every stage
     digest = study_digest({"study": study.model_dump(mode="json", exclude_defaults=True), "context": context,
                            "files": fingerprint})
     request = {"study_file": str(study_path), "project": selection.project, "study": selection.study,
                "include_zarr": include_zarr, "include_reports": include_reports}
     previous = previous_publication(ledger, uids, name)
     if previous and previous.state == "published" and previous.metadata_sha256 == digest \
-            and {k: v.get("sha256") for k, v in previous.files.items()} == fingerprint and target.exists(previous):
+            and same_files(previous.files, fingerprint) and target.exists(previous):
         for uid in uids:
             log.info("%s: already published in %s as %s (%s): nothing to do", uid, name, previous.pid,
                      previous.landing_page)
@@ -232,7 +235,7 @@ def deposit(cfg: Any, ledger: Any, study_path: str | Path, selection: DepositSel
                 details={"target": name, "unchanged": True, "pid": previous.pid})
         return DepositOutcome(previous, "unchanged")
     if previous and previous.state == "draft" and not publish and previous.metadata_sha256 == digest \
-            and {k: v.get("sha256") for k, v in previous.files.items()} == fingerprint:
+            and same_files(previous.files, fingerprint):
         log.info("%s: draft %s in %s is complete and waits for a person to publish it", selection.label(),
                  previous.id, name)
     step = "preflight"
@@ -264,7 +267,17 @@ def deposit(cfg: Any, ledger: Any, study_path: str | Path, selection: DepositSel
     ledger.audit(ACTOR, "published" if publish else "deposit_draft", None,
                  {"target": name, "pid": pub.pid, "landing_page": pub.landing_page, "datasets": uids,
                   "selection": selection.label()})
+    if publish:
+        _refresh_crates(cfg, ledger, uids)
     return DepositOutcome(pub, action, upload)
+
+
+def _refresh_crates(cfg: Any, ledger: Any, uids: list[str]) -> None:
+    """The PID and landing page into each dataset's RO-Crate at once (never fails the deposit)."""
+    from microfair.provenance import refresh
+
+    for uid in uids:
+        refresh(cfg, ledger, uid)
 
 
 @dataclass
