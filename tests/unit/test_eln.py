@@ -172,17 +172,23 @@ def test_a_link_that_is_not_elabftw_is_recorded_but_never_posted(eln):
     assert eln.log == []
 
 
+def _land_and_validate(facility_config, ledger, *files: Path):
+    """The files settled (an hour old, past the landing zone's quiet time), collected and validated."""
+    settled = time.time() - 3600
+    for p in files:
+        os.utime(p, (settled, settled))
+    acq = scan(facility_config, ledger).ready[0]
+    collect(facility_config, ledger, acq)
+    assert validate_dataset(facility_config, ledger, acq.uid) == "validated"
+    return acq
+
+
 def test_validate_stage_carries_the_link_into_the_records(facility_config, ledger):
     zone = facility_config.landing_zones[0].path
     src = write_ome_tiff(zone / "DEMO/Cells/e1" / f"{GOOD}.ome.tiff", textured_stack((1, 2, 32, 32)), channels=["DAPI"])
     side = src.with_name(src.name + ".meta.yaml")
     side.write_text("eln: https://eln.example.org/experiments.php?mode=view&id=42\n")
-    for p in (src, side):
-        t = time.time() - 3600
-        os.utime(p, (t, t))
-    acq = scan(facility_config, ledger).ready[0]
-    collect(facility_config, ledger, acq)
-    assert validate_dataset(facility_config, ledger, acq.uid) == "validated"
+    acq = _land_and_validate(facility_config, ledger, src, side)
     rec = ledger.get_record(acq.uid, ELN_RECORD)
     assert (rec["system"], rec["entity_type"], rec["entry_id"], rec["source"]) == ("elabftw", "experiments", 42,
                                                                                      "sidecar")
@@ -271,11 +277,7 @@ def test_a_project_default_link_is_used_when_the_sidecar_names_none(facility_con
     facility_config.eln.base_url = "https://eln.example.org"
     zone = facility_config.landing_zones[0].path
     src = write_ome_tiff(zone / "DEMO/Cells/e1" / f"{GOOD}.ome.tiff", textured_stack((1, 2, 32, 32)), channels=["DAPI"])
-    t = time.time() - 3600
-    os.utime(src, (t, t))
-    acq = scan(facility_config, ledger).ready[0]
-    collect(facility_config, ledger, acq)
-    assert validate_dataset(facility_config, ledger, acq.uid) == "validated"
+    acq = _land_and_validate(facility_config, ledger, src)
     rec = ledger.get_record(acq.uid, ELN_RECORD)
     assert (rec["entity_type"], rec["entry_id"], rec["source"]) == ("items", 5, "project default")
     assert rec["url"] == "https://eln.example.org/database.php?mode=view&id=5"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -205,25 +204,13 @@ def test_validate_quarantines_with_the_class_and_publishes_nothing(
 
 
 def test_the_dashboard_shows_the_class_as_a_word(facility_config, ledger, testdata: Path, monkeypatch) -> None:
-    fastapi_testclient = pytest.importorskip("fastapi.testclient")
+    pytest.importorskip("fastapi.testclient")
     from microfair.ingest import validate_dataset
-    from tests.unit.test_dashboard_real import FakeAirflow, User
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "plugins"))
-    from microfair_dashboard import deps
-    from microfair_dashboard.app import create_app
-    from microfair_dashboard.security import require_reader
+    from tests.support.dashboard import dashboard_client
 
     sample = (testdata / OIB).read_bytes()
     uid = _collect_one(facility_config, ledger, "2024-05-02_DEMO_Cells_ALebon_Control_RAW_v04.oif", sample)
     validate_dataset(facility_config, ledger, uid)
-    monkeypatch.setenv("AIRFLOW__API__SECRET_KEY", "unit-test-signing-key")
-    app = create_app()
-    app.state.facility.cfg, app.state.facility.ledger = facility_config, ledger
-    app.dependency_overrides[require_reader] = lambda: User()
-    app.dependency_overrides[deps.airflow_api] = lambda: FakeAirflow()
-    app.dependency_overrides[deps.clear_permission] = lambda: (lambda user, dag_id: True)
-    app.dependency_overrides[deps.has_connection] = lambda: (lambda conn_id: False)
-    with fastapi_testclient.TestClient(app, root_path="/microfair") as client:
+    with dashboard_client(facility_config, ledger, monkeypatch) as client:
         page = client.get(f"/datasets/{uid}").text
     assert "unsupported layout —" in page and "rename it to .oib" in page and "corrupt" not in page
