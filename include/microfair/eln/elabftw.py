@@ -25,6 +25,8 @@ class ElnError(RuntimeError):
 
 
 class ElabftwClient:
+    """eLabFTW API v2 at ``base_url`` (with or without ``/api/v2``), authenticated by ``api_key``."""
+
     def __init__(self, base_url: str, api_key: str, *, timeout: float = 20.0,
                  session: requests.Session | None = None) -> None:
         root = base_url.rstrip("/")

@@ -15,7 +15,7 @@ import socket
 import struct
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, unquote, urlparse
 
 
@@ -46,7 +46,7 @@ class HttpStandin:
                     return f[2]
         return None
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         standin = self
 
         class Handler(_Handler):
