@@ -119,7 +119,8 @@ class BiostudiesClient:
     """
 
     def __init__(self, base_url: str, login: str, password: str, *, ftp: FtpAccess | None = None,
-                 ftp_threshold_bytes: int = 100 << 20, compare_bytes_below: int = 64 << 20, retries: int = 5, backoff_seconds: float = 2.0,
+                 ftp_threshold_bytes: int = 100 << 20, compare_bytes_below: int = 64 << 20, retries: int = 5,
+                 backoff_seconds: float = 2.0,
                  max_backoff_seconds: float = 300.0, timeout: float = 120.0,
                  sleep: Callable[[float], None] = time.sleep, session: requests.Session | None = None) -> None:
         self.base_url = base_url.rstrip("/")

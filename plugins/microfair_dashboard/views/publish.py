@@ -17,7 +17,7 @@ from fastapi import APIRouter, Form, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from microfair.deposit.targets import TARGETS
-from microfair.deposit.targets.run import WaitingDraft, waiting_drafts
+from microfair.deposit.targets.drafts import WaitingDraft, waiting_drafts
 from microfair.monitor import AirflowApiError
 from microfair_dashboard.deps import Api, Loaded, MayClear
 from microfair_dashboard.security import Reader, check_confirm_token, confirm_token

@@ -28,6 +28,7 @@ from microfair.deposit.run import ACTOR, RECORD as BIA_RECORD, FileChangedError,
 from microfair.deposit.study import load_study
 from microfair.deposit.targets.base import DepositItem, Publication, UploadOutcome, hash_file
 from microfair.deposit.targets.citation import TARGET_TITLES, study_digest
+from microfair.deposit.targets.drafts import WaitingDraft, waiting_drafts  # noqa: F401 (the /publish view's list)
 from microfair.deposit.targets.unchanged import content_fingerprint, same_files
 
 log = logging.getLogger(__name__)
@@ -278,37 +279,3 @@ def _refresh_crates(cfg: Any, ledger: Any, uids: list[str]) -> None:
 
     for uid in uids:
         refresh(cfg, ledger, uid)
-
-
-@dataclass
-class WaitingDraft:
-    """A Dataverse/Zenodo draft complete on the repository, waiting for a person to press publish."""
-
-    target: str
-    id: str
-    pid: str | None
-    landing_page: str | None
-    datasets: list[str]
-    request: dict[str, Any]
-    complete: bool  # every file sent and the metadata set (an interrupted run leaves an incomplete draft)
-
-    @property
-    def key(self) -> str:
-        return f"{self.target}:{self.id}"
-
-
-def waiting_drafts(ledger: Any) -> list[WaitingDraft]:
-    """Every draft recorded in the ledger's ``publications`` records, one per (target, draft id)."""
-    found: dict[tuple[str, str], WaitingDraft] = {}
-    for ds in ledger.datasets():
-        for target, body in (ledger.get_record(ds.uid, RECORD) or {}).items():
-            if not isinstance(body, dict) or body.get("state") != "draft" or target == "bia":
-                continue
-            key = (target, str(body.get("id")))
-            if key not in found:
-                found[key] = WaitingDraft(target, str(body.get("id")), body.get("pid"), body.get("landing_page"),
-                                          list(body.get("datasets") or []), dict(body.get("request") or {}),
-                                          bool(body.get("metadata_sha256")))
-            if ds.uid not in found[key].datasets:
-                found[key].datasets.append(ds.uid)
-    return sorted(found.values(), key=lambda d: (d.target, d.id))

@@ -1,8 +1,8 @@
 """What decides whether a Dataverse/Zenodo deposit is unchanged: the files' content without the RO-Crates.
 
 A dataset's ``ro-crate-metadata.json`` (in its reports folder, beside its raw file as
-``<raw>.ro-crate-metadata.json``, and in its OME-Zarr root, hence in the Zarr ZIP) changes whenever a stage records something, the deposit itself included (its PID goes into the crate
-right after it). Counting it would make every re-run publish a new version, so the comparison leaves it
+``<raw>.ro-crate-metadata.json``, and in its OME-Zarr root, hence in the Zarr ZIP) changes whenever a
+stage records something, the deposit itself included (its PID goes into the crate right after it). Counting it would make every re-run publish a new version, so the comparison leaves it
 out: a report or raw file by its SHA-256, a Zarr archive by its entries (name, size, CRC-32 as the ZIP
 records them, without the crate at the Zarr root). The current crate is still uploaded whenever a new
 version is made, and with the first deposit.
