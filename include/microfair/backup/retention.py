@@ -321,22 +321,34 @@ def _decide(cfg: FacilityConfig, ledger: Ledger, ds: Any, item: RetentionItem, h
             raise Refused("backup copies checked now do not hold: " + "; ".join(short))
         if lf.digest(ExpectedContent(ds.sha256, ds.blake3, ds.size_bytes)):  # the checks took a while
             raise Refused("changed while the backup copies were checked")
-        with contextlib.ExitStack() as stack:
-            companions = _companions(cfg, ledger, ds, mounts, stack)
-            _act(cfg, ledger, ds, item, lf, companions, verdict, checks, good_copies, now, apply, actor)
+        companions = _companions(cfg, ledger, ds, mounts)
+        _act(cfg, ledger, ds, item, lf, companions, verdict, checks, good_copies, now, apply, actor, mounts)
     if item.action == "deleted":
         _cleanup_companion_folders(ds.source_path)
         _cleanup_folders(cfg, root, parts)
 
 
-def _companions(cfg: FacilityConfig, ledger: Ledger, ds: Any, mounts: list[str],
-                stack: contextlib.ExitStack) -> list[LandingFile]:
+@dataclass
+class _Checked:
+    """A landing companion checked against the ledger: where it is and what it was (stat) when checked."""
+
+    zone: str
+    parts: list[str]
+    stat: os.stat_result
+
+    @property
+    def path(self) -> str:
+        return os.path.join(self.zone, *self.parts)
+
+
+def _companions(cfg: FacilityConfig, ledger: Ledger, ds: Any, mounts: list[str]) -> list[_Checked]:
     """The landing companions of ``ds``, opened safely and checked against the ledger (raw copy too).
 
     A companion no longer in the landing zone (freed by an interrupted run, or never there) is skipped;
-    one that differs from the ledger, or whose raw copy does, refuses the whole acquisition.
+    one that differs from the ledger, or whose raw copy does, refuses the whole acquisition. Each is
+    closed after its check (an .oif.files folder can hold thousands of planes) and reopened to delete.
     """
-    out: list[LandingFile] = []
+    out: list[_Checked] = []
     for f in ledger.files(ds.uid, "companion"):
         name = os.path.relpath(f.path, os.path.dirname(ds.raw_path))
         landing = counterpart(f.path, ds.raw_path, ds.source_path)
@@ -348,17 +360,17 @@ def _companions(cfg: FacilityConfig, ledger: Ledger, ds: Any, mounts: list[str],
         if not os.path.lexists(landing):
             continue
         zone, parts = locate(cfg, str(landing), mounts)
-        lf = stack.enter_context(LandingFile(zone, parts, mounts))
-        why = lf.digest(ExpectedContent(f.sha256, f.blake3, f.size_bytes))
-        if why:
-            raise Refused(f"companion {name} changed since collection: {why}")
-        out.append(lf)
+        with LandingFile(zone, parts, mounts) as lf:
+            why = lf.digest(ExpectedContent(f.sha256, f.blake3, f.size_bytes))
+            if why:
+                raise Refused(f"companion {name} changed since collection: {why}")
+            out.append(_Checked(zone, parts, lf.stat))
     return out
 
 
 def _act(cfg: FacilityConfig, ledger: Ledger, ds: Any, item: RetentionItem, lf: LandingFile,
-         companions: list[LandingFile], verdict: Verdict, checks: dict[str, CopyCheck], good_copies: list[Any],
-         now: datetime, apply: bool, actor: str) -> None:
+         companions: list[_Checked], verdict: Verdict, checks: dict[str, CopyCheck], good_copies: list[Any],
+         now: datetime, apply: bool, actor: str, mounts: list[str]) -> None:
     copies = len(good_copies)
     media = ", ".join(sorted({c.medium for c in good_copies}))
     snapshots = {c.target: c.snapshot for c in checks.values() if c.ok}
@@ -371,8 +383,10 @@ def _act(cfg: FacilityConfig, ledger: Ledger, ds: Any, item: RetentionItem, lf: 
         return
     freed = []
     for c in companions:  # companions first: a main file still there means the acquisition is not freed yet
-        c.unlink()
-        freed.append(os.path.join(c.zone_root, *c.parts))
+        with LandingFile(c.zone, c.parts, mounts) as again:
+            again.stat = c.stat  # unlink refuses a file replaced or changed since its check
+            again.unlink()
+        freed.append(c.path)
     lf.unlink()
     details = {"path": ds.source_path, "companions": freed, "sha256": ds.sha256, "blake3": ds.blake3, "size_bytes": ds.size_bytes,
                "copies": copies, "media": sorted({c.medium for c in good_copies}),
