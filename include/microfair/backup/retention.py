@@ -388,7 +388,8 @@ def _act(cfg: FacilityConfig, ledger: Ledger, ds: Any, item: RetentionItem, lf: 
             again.unlink()
         freed.append(c.path)
     lf.unlink()
-    details = {"path": ds.source_path, "companions": freed, "sha256": ds.sha256, "blake3": ds.blake3, "size_bytes": ds.size_bytes,
+    details = {"path": ds.source_path, "companions": freed, "sha256": ds.sha256, "blake3": ds.blake3,
+               "size_bytes": ds.size_bytes,
                "copies": copies, "media": sorted({c.medium for c in good_copies}),
                "offsite_copies": sum(1 for c in good_copies if c.offsite),
                "locations": [c.location for c in good_copies], "snapshots": snapshots,
