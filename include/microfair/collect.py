@@ -206,10 +206,12 @@ def copy_verified(source: Path, dest: Path, *, tag: str, expect_size: int, expec
                 kept, digest = _resume_prefix(src, tmp)
                 if kept:
                     log.info("%s: resuming the copy at byte %d of %d", tag, kept, expect_size)
-                out = os.open(tmp, os.O_WRONLY | (0 if kept else os.O_TRUNC))
+                out = os.open(tmp, os.O_RDWR | (0 if kept else os.O_TRUNC))
                 try:
                     os.lseek(out, kept, os.SEEK_SET)
-                    written = copy_into(src, out, digest)  # overlapped read/write/hashes, fsynced
+                    # overlapped read/write/hashes, fsynced, and read back from the disk during the copy
+                    copied = copy_into(src, out, digest)
+                    written = copied.bytes
                 finally:
                     os.close(out)
         except OSError as exc:
@@ -226,7 +228,7 @@ def copy_verified(source: Path, dest: Path, *, tag: str, expect_size: int, expec
         if not _same_file(source.stat(), expect_size, expect_mtime_ns) or result.size != expect_size:
             tmp.unlink(missing_ok=True)
             raise NotReady(f"{source} changed while it was being copied; it will be picked up at the next scan")
-        on_disk = blake3_file(tmp, drop_cache=True)
+        on_disk = copied.read_back_blake3  # the temporary as the disk returned it (page cache dropped)
         if on_disk != result.blake3:
             tmp.unlink(missing_ok=True)
             raise CollectError(f"verification failed: {tmp} reads back as {on_disk}, copied {result.blake3}")

@@ -162,26 +162,35 @@ def test_interrupted_copy_resumes_and_copies_only_the_rest(facility_config, ledg
 
 
 def test_raw_copy_is_verified_before_it_has_its_final_name(facility_config, ledger, monkeypatch):
-    drop(facility_config, GOOD, os.urandom(1 << 20))
+    import microfair.transfer as transfer
+
+    data = os.urandom(50 << 20)  # several chunks: most ranges are read back while the copy goes on
+    drop(facility_config, GOOD, data)
     [acq] = scan(facility_config, ledger).ready
     dest = destination(facility_config, acq)
     seen = []
-    real = col.blake3_file
+    real = transfer.read_back
 
-    def spy(path, **kw):
-        seen.append((Path(path).name, dest.exists(), kw.get("drop_cache")))
-        return real(path, **kw)
+    def spy(fd, lo, hi, hasher, **kw):
+        seen.append((lo, hi, dest.exists(), Path(os.readlink(f"/proc/self/fd/{fd}")).name))
+        return real(fd, lo, hi, hasher, **kw)
 
-    monkeypatch.setattr(col, "blake3_file", spy)
+    monkeypatch.setattr(transfer, "read_back", spy)
     assert collect(facility_config, ledger, acq) == "collected"
-    assert seen and all(not exists for _, exists, _ in seen)  # every read-back happened before publication
-    assert seen[0][0].startswith(f".{dest.name}.partial-") and seen[0][2] is True
+    assert seen and not any(exists for _, _, exists, _ in seen)  # every read-back happened before publication
+    assert all(name.startswith(f".{dest.name}.partial-") for *_, name in seen)
+    ranges = sorted((lo, hi) for lo, hi, *_ in seen if hi > lo)
+    assert ranges[0][0] == 0 and ranges[-1][1] == len(data)  # the whole file, in contiguous ranges
+    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+    assert len(ranges) > 1  # read back during the copy, not only after it
 
 
 def test_a_copy_that_reads_back_wrong_never_reaches_the_final_name(facility_config, ledger, monkeypatch):
+    import microfair.transfer as transfer
+
     drop(facility_config, GOOD, os.urandom(1 << 20))
     [acq] = scan(facility_config, ledger).ready
-    monkeypatch.setattr(col, "blake3_file", lambda p, **kw: "0" * 64)
+    monkeypatch.setattr(transfer, "read_back", lambda fd, lo, hi, hasher, **kw: hasher.update(b"\0" * (hi - lo)))
     with pytest.raises(col.CollectError, match="verification failed"):
         collect(facility_config, ledger, acq)
     dest = destination(facility_config, acq)
