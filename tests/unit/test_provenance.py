@@ -84,7 +84,8 @@ def test_the_crate_is_in_the_zarr_root_and_the_reports_and_both_are_valid(ingest
         read = ROCrate(path.parent)  # rocrate's own reader, from the folder as a consumer opens it
         assert read.version == "1.2" and read.root_dataset["name"]
         assert {"@id": "https://w3id.org/ro/wfrun/process/0.5"} in _by_id(crate)["./"]["conformsTo"]
-        assert len(read.get_by_type("CreateAction")) == 5  # acquisition, collect, validate, convert, QC
+        # acquisition, collect, validate, convert, QC, and the workflow run that spans the four stages
+        assert len(read.get_by_type("CreateAction")) == 6
     zarr_root = _by_id(_crate(_places(cfg, ledger, uid)["zarr"]))["./"]
     assert zarr_root["encodingFormat"].startswith("OME-Zarr") and "sha256" in zarr_root
     # Next to the root zarr.json, as the OME 2024 NGFF challenge places it.
@@ -464,3 +465,92 @@ def test_hundreds_of_failed_attempts_keep_the_crate_and_its_record_small(one):
     assert len(failed) == 10 and _by_id(crate)["#older-attempts"]["value"] == 290
     assert len(ledger.get_record(uid, RECORD)["runs"]) <= 4 + 10  # the listed runs only
     assert _places(cfg, ledger, uid)["reports"].stat().st_size < 60_000
+
+
+def test_the_crate_is_a_workflow_run_and_a_provenance_run_of_the_dag(ingested):
+    """Workflow/Provenance Run Crate 0.5: the DAG file (with its digest) is the mainEntity, run and orchestrated."""
+    import importlib.metadata
+
+    from microfair.provenance.workflow import dag_path
+
+    cfg, ledger, uid = ingested
+    crate = _crate(_places(cfg, ledger, uid)["reports"])
+    by_id, root = _by_id(crate), _by_id(crate)["./"]
+    assert {c["@id"] for c in root["conformsTo"]} == {f"https://w3id.org/ro/wfrun/{p}/0.5"
+                                                     for p in ("process", "workflow", "provenance")}
+    wf = by_id[root["mainEntity"]["@id"]]
+    assert set(_types(wf)) == {"File", "SoftwareSourceCode", "ComputationalWorkflow"}
+    dag = dag_path()
+    assert dag is not None and dag.name == "microfair_ingest.py"
+    assert wf["sha256"] == hashlib.sha256(dag.read_bytes()).hexdigest()
+    assert {"@id": wf["@id"]} in root["hasPart"]
+    steps = [by_id[s["@id"]] for s in wf["step"]]
+    assert [(s["name"], s["position"]) for s in steps] == [(n, i + 1) for i, n in enumerate(
+        ("collect", "validate", "convert", "qc", "backup", "irods", "deposit"))]
+    run = by_id["#workflow-run"]
+    assert run["instrument"] == {"@id": wf["@id"]}
+    ds, events = ledger.require(uid), ledger.events(uid)
+    zarr = next(e["@id"] for e in crate["@graph"] if e.get("encodingFormat") == "OME-Zarr (NGFF)")
+    assert {"@id": zarr} in run["result"]
+    assert [o["@id"] for o in run["object"]][0].endswith(Path(ds.raw_path).name)
+    stage_runs = [by_id[f"#run-{ev.id}"] for ev in events]
+    assert run["startTime"] == min(a["startTime"] for a in stage_runs)
+    assert run["endTime"] == max(a["endTime"] for a in stage_runs)
+    org = by_id["#orchestration"]
+    engine = by_id[org["instrument"]["@id"]]
+    assert engine["name"] == "Apache Airflow"
+    assert engine["softwareVersion"] == importlib.metadata.version("apache-airflow")
+    assert org["result"] == {"@id": "#workflow-run"}
+    controls = [e for e in crate["@graph"] if "ControlAction" in _types(e)]
+    assert {c["@id"] for c in org["object"]} == {c["@id"] for c in controls} and len(controls) == len(events)
+    for c in controls:
+        step, action = by_id[c["instrument"]["@id"]], by_id[c["object"]["@id"]]
+        assert step in steps and step["name"] == next(ev.stage for ev in events if action["@id"] == f"#run-{ev.id}")
+        assert step["workExample"] in action["instrument"]
+
+
+def test_check_enforces_the_workflow_and_provenance_run_crate_rules(ingested):
+    cfg, ledger, uid = ingested
+    good = _crate(_places(cfg, ledger, uid)["reports"])
+    assert check_crate(good) == []
+
+    def broken(change) -> list[str]:
+        crate = json.loads(json.dumps(good))
+        change(crate, _by_id(crate))
+        return check_crate(crate)
+
+    main = _by_id(good)["./"]["mainEntity"]["@id"]
+    wf_profile = "https://w3id.org/ro/wfrun/workflow/0.5"
+    assert any(wf_profile in p for p in broken(lambda c, b: b["./"].update(
+        conformsTo=[r for r in b["./"]["conformsTo"] if r["@id"] != wf_profile])))
+    assert any("CreativeWork" in p for p in broken(lambda c, b: b[wf_profile].update({"@type": "Thing"})))
+    assert any("mainEntity" in p for p in broken(lambda c, b: b["./"].pop("mainEntity")))
+    assert any("ComputationalWorkflow" in p for p in broken(lambda c, b: b[main].update({"@type": "File"})))
+    def first_control(c: dict) -> dict:
+        return next(e for e in c["@graph"] if e["@type"] == "ControlAction")
+
+    assert any("not a step of the workflow" in p for p in broken(
+        lambda c, b: first_control(c).update(instrument={"@id": "#tool-collect"})))
+    assert any("not a step of the workflow" in p for p in broken(
+        lambda c, b: b[main].update(step=b[main]["step"][1:])))  # the collect step left out of the workflow
+    assert any("OrganizeAction" in p for p in broken(lambda c, b: c["@graph"].remove(b["#orchestration"])))
+    assert any("engine" in p for p in broken(lambda c, b: b["#orchestration"].update(instrument={"@id": main})))
+    assert any("result is not the workflow run" in p for p in broken(
+        lambda c, b: b["#orchestration"].update(result={"@id": "#acquisition"})))
+    assert any("mainEntity" in p and "instrument" in p for p in broken(
+        lambda c, b: b["#workflow-run"].update(instrument=b["#acquisition"]["instrument"])))
+    assert any("workExample" in p for p in broken(lambda c, b: b[first_control(c)["object"]["@id"]].update(
+        instrument=[r for r in b[first_control(c)["object"]["@id"]]["instrument"] if not r["@id"].startswith("#tool-")])))
+
+
+def test_a_dag_file_the_package_cannot_reach_is_referenced_by_id_without_digest(one, monkeypatch):
+    from microfair.provenance import workflow
+
+    cfg, ledger, uid = one
+    monkeypatch.setattr(workflow, "dag_path", lambda: None)
+    crate = build_crate(ledger, uid)
+    by_id = _by_id(crate)
+    wf = by_id[by_id["./"]["mainEntity"]["@id"]]
+    assert wf["@id"] == workflow.WORKFLOW_ID and "sha256" not in wf
+    assert by_id["#workflow-run"]["instrument"] == {"@id": workflow.WORKFLOW_ID}
+    assert check_crate(crate) == []

@@ -146,7 +146,8 @@ def stage_actions(g: Graph, events: list[Any], runs: dict[str, Any], records: di
         objects, results = _inputs_outputs(ev.stage, p, ev, records)
         results += _refs(*p.extra.get(ev.stage, []))
         action: Entity = {"@id": aid, "@type": "CreateAction", "name": name,
-                          "instrument": _instruments(g, ev, run, records.get("image_metadata")),
+                          "instrument": _instruments(g, ev, run, records.get("image_metadata"))
+                          + _refs(tool if (tool := f"#tool-{E.slug(ev.stage)}") in g else None),  # the step's tool
                           "object": objects + _parameters(g, aid, ev.stage, run, records),
                           "actionStatus": f"http://schema.org/{STATUS.get(ev.state, 'CompletedActionStatus')}",
                           "startTime": iso(ev.started_at), "agent": _agent(ev.stage, p)}

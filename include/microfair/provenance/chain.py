@@ -48,8 +48,11 @@ def read_chain(crate: dict[str, Any]) -> Chain:
         return f"{label} {e['softwareVersion']}" if e.get("softwareVersion") else label
 
     steps = []
+    workflow = (root.get("mainEntity") or {}).get("@id")
     for ref in _list(root.get("mentions")):
         a = by_id.get(ref["@id"], {})
+        if "OrganizeAction" in _list(a.get("@type")) or (workflow and {"@id": workflow} in _list(a.get("instrument"))):
+            continue  # the workflow run and its orchestration span the steps listed here
         status = str(a.get("actionStatus", "")).rsplit("/", 1)[-1].removesuffix("ActionStatus").lower()
         params = {by_id[r["@id"]]["name"]: by_id[r["@id"]].get("value") for r in _list(a.get("object"))
                   if "PropertyValue" in _list(by_id.get(r["@id"], {}).get("@type"))}

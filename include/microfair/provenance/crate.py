@@ -1,4 +1,4 @@
-"""Build a dataset's RO-Crate (RO-Crate 1.2, Process Run Crate 0.5) from the ledger alone.
+"""Build a dataset's RO-Crate (RO-Crate 1.2; Process, Workflow and Provenance Run Crate 0.5) from the ledger alone.
 
 ``build_crate(ledger, uid, root=...)`` returns the JSON-LD of ``ro-crate-metadata.json``. The same
 facts are rendered for two places: ``root`` is the folder the crate is written into (the OME-Zarr,
@@ -19,6 +19,7 @@ from microfair.provenance import entities as E
 from microfair.provenance.actions import Parts, acquisition_action, backup_actions, iso, significant, stage_actions
 from microfair.provenance.facts import RECORD
 from microfair.provenance.graph import Entity, Graph
+from microfair.provenance.workflow import profile_entities, workflow_entities, workflow_run
 
 VERSION = "1.2"
 PIPELINE = ("collect", "validate", "convert", "qc", "backup", "irods", "deposit")
@@ -118,9 +119,6 @@ def _context_entities(g: Graph, ds: Any, prov: dict[str, Any], records: dict[str
     p.depositor = dep["@id"] if dep else None
     if ds.microscope:
         p.microscope = g.add(E.microscope(ds.microscope, rembi, records.get("image_metadata")))["@id"]
-    g.add({"@id": "#microfair-life-cycle", "@type": "HowTo", "name": "microfair research-data life cycle",
-           "step": [E.ref(g.add({"@id": f"#step-{s}", "@type": "HowToStep", "name": s, "position": i + 1}))
-                    for i, s in enumerate(PIPELINE)]})
 
 
 def _root(g: Graph, ds: Any, records: dict[str, Any], p: Parts, actions: list[str], updated: str | None,
@@ -132,7 +130,7 @@ def _root(g: Graph, ds: Any, records: dict[str, Any], p: Parts, actions: list[st
                  "description": study.get("description") or dc.get("description")
                  or f"{ds.name}: acquisition {ds.uid} of {ds.microscope}, from the microscope to its publication",
                  "datePublished": bia.get("release_date") or updated or iso(ds.created_at),
-                 "conformsTo": [E.ref(E.PROCESS_RUN_CRATE)],
+                 "conformsTo": profile_entities(g),
                  "mentions": [E.ref(a) for a in actions],
                  "publisher": E.ref(p.facility)})
     identifiers = [ds.uid]
@@ -274,6 +272,7 @@ def build_graph(ledger: Any, uid: str, root: str | Path | None) -> Graph:
     loc = E.Locator(root)
     p = _data_entities(g, loc, ds, ledger.files(uid), prov, records)
     _context_entities(g, ds, prov, records, p)
+    workflow = workflow_entities(g, loc, PIPELINE)
     _irods_entities(g, records)
     _verdict_entity(g, records)
     actions = [a for a in [acquisition_action(g, records, p, ds.collected_at)] if a]
@@ -281,8 +280,10 @@ def build_graph(ledger: Any, uid: str, root: str | Path | None) -> Graph:
     actions += stage_actions(g, events, prov.get("runs") or {}, records, p)
     snaps = {r.get("snapshot") for k, r in records.items() if k.startswith("backup:") and r.get("snapshot")}
     actions += backup_actions(g, records, backup_run_events(ledger, snaps), p)
+    actions += workflow_run(g, workflow, events, p, [c["@id"] for c in g.of_type("ControlAction")])
     updated = max((iso(e.ended_at) for e in events if e.ended_at), default=None)
     _root(g, ds, records, p, actions, updated, prov.get("licence"))
+    g.entities["./"]["mainEntity"] = E.ref(workflow)
     g.entities["./"]["hasPart"] = [E.ref(e) for e in g.of_type("File") + g.of_type("Dataset") if e["@id"] != "./"]
     return g
 

@@ -16,6 +16,8 @@ from urllib.parse import quote
 Entity = dict[str, Any]
 
 PROCESS_RUN_CRATE = "https://w3id.org/ro/wfrun/process/0.5"
+WORKFLOW_RUN_CRATE = "https://w3id.org/ro/wfrun/workflow/0.5"
+PROVENANCE_RUN_CRATE = "https://w3id.org/ro/wfrun/provenance/0.5"
 WORKFLOW_RUN_CONTEXT = "https://w3id.org/ro/terms/workflow-run/context"
 ORCID = re.compile(r"(\d{4}-\d{4}-\d{4}-\d{3}[\dX])$")
 LICENCES = {
