@@ -113,3 +113,13 @@ def test_the_installed_wheel_runs_the_demo_outside_the_checkout(wheel_venv, tmp_
     done = sorted(name for name, state in states.items() if state == "qc_done")
     assert len(done) == 3, states  # the OME-TIFF, the CZI and the misnamed (flagged) OME-TIFF
     assert sum(state == "quarantined" for state in states.values()) == 4, states  # the four bad inputs
+
+    # issue 14: every dataset the demo ingested has a valid RO-Crate in its OME-Zarr root and its reports
+    from microfair.config import load_config
+    from microfair.ingest import report_dir
+    from microfair.provenance import CRATE_NAME, check_crate
+
+    demo_cfg = load_config(tmp_path / "demo" / "facility" / "microfair.yaml")
+    for ds in (d for d in ledger.datasets() if d.state == "qc_done"):
+        for path in (Path(ds.zarr_path) / CRATE_NAME, report_dir(demo_cfg, ds) / CRATE_NAME):
+            assert check_crate(json.loads(path.read_text(encoding="utf-8"))) == [], (ds.name, path)
