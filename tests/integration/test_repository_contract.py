@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from microfair.config import init_local_config, load_config
 from microfair.deposit import DepositInvalid, DepositSelection
 from microfair.deposit.targets import (
     ChecksumMismatch,
@@ -28,9 +27,8 @@ from microfair.deposit.targets import (
 )
 from microfair.deposit.targets.run import RECORD, build_repository, deposit
 from microfair.deposit.targets.unchanged import is_crate_name
-from microfair.ledger import Ledger
 from tests.support.repositories import open_repo, repo_kinds
-from tests.support.synthetic_ingest import ingest_synthetic
+from tests.support.synthetic_ingest import synthetic_facility
 
 pytestmark = pytest.mark.integration
 
@@ -41,11 +39,7 @@ SEL = DepositSelection(project="DEMO")
 @pytest.fixture(scope="module")
 def facility(tmp_path_factory):
     """One ingested facility (3 datasets) for the module; each test starts with no publication recorded."""
-    cfg = load_config(init_local_config(tmp_path_factory.mktemp("facility")))
-    for z in cfg.landing_zones:
-        z.stability_seconds = 0
-    ledger = Ledger.from_config(cfg)
-    return cfg, ledger, ingest_synthetic(cfg, ledger, n=3)
+    return synthetic_facility(tmp_path_factory.mktemp("facility"), n=3)
 
 
 @pytest.fixture

@@ -14,10 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from microfair.config import init_local_config, load_config
 from microfair.deposit import DepositSelection
 from microfair.deposit.targets.run import RECORD, build_repository, deposit
-from microfair.ledger import Ledger
 from microfair.provenance import CRATE_NAME, refresh
 from microfair.provenance.write import crate_file
 from tests.support.repositories import open_repo
@@ -30,13 +28,9 @@ SEL = DepositSelection(project="DEMO")
 
 @pytest.fixture(scope="module")
 def facility(tmp_path_factory):
-    from tests.support.synthetic_ingest import ingest_synthetic
+    from tests.support.synthetic_ingest import synthetic_facility
 
-    cfg = load_config(init_local_config(tmp_path_factory.mktemp("facility")))
-    for z in cfg.landing_zones:
-        z.stability_seconds = 0
-    ledger = Ledger.from_config(cfg)
-    uids = ingest_synthetic(cfg, ledger, n=2)
+    cfg, ledger, uids = synthetic_facility(tmp_path_factory.mktemp("facility"), n=2)
     zarr = tmp_path_factory.mktemp("zarr") / "img.ome.zarr"
     for rel in ("zarr.json", "0/zarr.json", "0/c/0/0/0"):
         (zarr / rel).parent.mkdir(parents=True, exist_ok=True)

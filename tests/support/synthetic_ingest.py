@@ -29,3 +29,15 @@ def ingest_synthetic(cfg: Any, ledger: Any, *, n: int = 2, study: str = "Cells",
         assert validate_dataset(cfg, ledger, acq.uid) == "validated", ledger.require(acq.uid).reason
         uids.append(acq.uid)
     return uids
+
+
+def synthetic_facility(root: Any, *, n: int = 2) -> tuple[Any, Any, list[str]]:
+    """A facility under ``root`` with ``n`` synthetic datasets collected and validated: (cfg, ledger, uids)."""
+    from microfair.config import init_local_config, load_config
+    from microfair.ledger import Ledger
+
+    cfg = load_config(init_local_config(root))
+    for z in cfg.landing_zones:
+        z.stability_seconds = 0
+    ledger = Ledger.from_config(cfg)
+    return cfg, ledger, ingest_synthetic(cfg, ledger, n=n)

@@ -63,6 +63,15 @@ def _places(cfg, ledger, uid) -> dict[str, Path]:
     return {"zarr": Path(ds.zarr_path) / CRATE_NAME, "reports": report_dir(cfg, ds) / CRATE_NAME}
 
 
+def _breaker(good: dict):
+    """``broken(change)``: the problems check_crate finds in a copy of ``good`` after ``change(crate, by_id)``."""
+    def broken(change) -> list[str]:
+        crate = json.loads(json.dumps(good))
+        change(crate, _by_id(crate))
+        return check_crate(crate)
+    return broken
+
+
 def _by_id(crate: dict) -> dict[str, dict]:
     return {e["@id"]: e for e in crate["@graph"]}
 
@@ -198,10 +207,7 @@ def test_check_finds_what_is_wrong_with_a_broken_crate(ingested):
     good = _crate(_places(cfg, ledger, uid)["reports"])
     assert check_crate(good) == []
 
-    def broken(change) -> list[str]:
-        crate = json.loads(json.dumps(good))
-        change(crate, _by_id(crate))
-        return check_crate(crate)
+    broken = _breaker(good)
 
     assert any("does not describe" in p for p in broken(
         lambda c, b: c["@graph"].remove(b["https://creativecommons.org/licenses/by/4.0/"])))
@@ -514,10 +520,7 @@ def test_check_enforces_the_workflow_and_provenance_run_crate_rules(ingested):
     good = _crate(_places(cfg, ledger, uid)["reports"])
     assert check_crate(good) == []
 
-    def broken(change) -> list[str]:
-        crate = json.loads(json.dumps(good))
-        change(crate, _by_id(crate))
-        return check_crate(crate)
+    broken = _breaker(good)
 
     main = _by_id(good)["./"]["mainEntity"]["@id"]
     wf_profile = "https://w3id.org/ro/wfrun/workflow/0.5"
