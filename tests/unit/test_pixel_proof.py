@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from blake3 import blake3
 
+import microfair.convert.planes as planes
 import microfair.convert.writer as writer
 from microfair.config.core import ConversionSettings
 from microfair.convert import ConversionError, convert_to_zarr, stale_temporaries
@@ -82,8 +83,18 @@ def _tiles_swapped(a: np.ndarray) -> np.ndarray:  # tile (0, 0) of one shard wit
 
 
 def faulty_writer(monkeypatch, fault):
-    """Level 0 reaches the Zarr through ``fault`` (the source digests are still those of the real pixels)."""
+    """Level 0 reaches the Zarr through ``fault`` (the source digests are still those of the real pixels), on the
+    dask path (``writer.store_level``) and on the plane engine (``planes.write_level``, one unit at a time)."""
     real = writer.store_level
+    real_write = planes.write_level
+    bad = fault(DATA[None].copy())  # the whole level 0 as the faulty writer would write it
+
+    def write_level(array, region, block):
+        if array.path.endswith("/0") and array.path.count("/") == 1:
+            block = bad[region]
+        return real_write(array, region, block)
+
+    monkeypatch.setattr(planes, "write_level", write_level)
 
     def store_level(level, target, offset=()):
         if target.path.endswith("/0") and target.path.count("/") == 1:  # "<scene>/0": level 0
@@ -97,11 +108,12 @@ def faulty_writer(monkeypatch, fault):
 @pytest.mark.parametrize("fault,plane", [(_plane_transposed, "z=2"), (_plane_flipped, "z=2"),
                                          (_planes_swapped, "z=1"), (_tiles_swapped, "z=2")],
                          ids=["transposed", "flipped", "planes-swapped", "tiles-swapped"])
-def test_a_writer_that_scrambles_pixels_fails_naming_the_plane(tmp_path, source, monkeypatch, fault, plane):
+@pytest.mark.parametrize("engine", ["planes", "dask"])
+def test_a_writer_that_scrambles_pixels_fails_naming_the_plane(tmp_path, source, monkeypatch, fault, plane, engine):
     faulty_writer(monkeypatch, fault)
     out = tmp_path / "bad.ome.zarr"
     with pytest.raises(ConversionError) as err:
-        convert_to_zarr(open_image(source), out, settings=settings(), ome_xml=None, uid="MF-PROOF-1")
+        convert_to_zarr(open_image(source), out, settings=settings(engine=engine), ome_xml=None, uid="MF-PROOF-1")
     message = str(err.value)
     assert "MF-PROOF-1" in message and "pixel-exact proof failed" in message
     assert "scene 0 (" in message and f"t=0 c=1 {plane}" in message
@@ -210,8 +222,9 @@ def test_the_read_back_in_small_batches_finds_the_same_plane(tmp_path, source, m
         return real(*objs, **kw)
 
     monkeypatch.setattr(writer, "_compute", counting)
-    ok = convert_to_zarr(open_image(source), tmp_path / "ok.ome.zarr", settings=settings(), ome_xml=None)
+    dask_path = settings(engine="dask")  # the read-back after the pass (the plane engine reads back in its pass)
+    ok = convert_to_zarr(open_image(source), tmp_path / "ok.ome.zarr", settings=dask_path, ome_xml=None)
     assert ok.extra["pixel_proof"]["verified"] == "6/6 planes identical" and computes == [4] * 6
     faulty_writer(monkeypatch, _planes_swapped)
     with pytest.raises(ConversionError, match="t=0 c=1 z=1"):
-        convert_to_zarr(open_image(source), tmp_path / "bad.ome.zarr", settings=settings(), ome_xml=None)
+        convert_to_zarr(open_image(source), tmp_path / "bad.ome.zarr", settings=dask_path, ome_xml=None)

@@ -79,6 +79,9 @@ class ConversionSettings(Strict):
     shard_target_bytes: int = Field(
         16 << 20, ge=0, description="NGFF 0.5: about this many bytes per shard file (0: no sharding)"
     )
+    engine: Literal["auto", "planes", "dask"] = Field(
+        "auto", description="auto: one task per unit of whole planes through every level (microfair.convert.planes) "
+                            "when a unit fits memory_limit_mb and no dask cluster is used, else the dask slab graph")
     verify_planes: Literal["all"] | Annotated[int, Field(ge=1)] = Field(
         "all", description="pixel-exact proof: read back and compare every plane of level 0, or N planes per scene"
     )

@@ -28,8 +28,13 @@ For the engine (writer.py) -- what must keep being called, whatever the engine l
    ``compute(*lazy) -> tuple`` running dask objects on the conversion's scheduler; ``verdict`` goes into
    ``ConversionResult.extra["pixel_proof"]``.
 
-The fault-injection tests (tests/unit/test_pixel_proof.py) wrap ``writer.store_level(level, target, offset)`` to
-write a transposed, flipped or shuffled level 0; keep that name and signature or update those tests.
+The plane engine (``microfair.convert.planes``) digests each unit of planes in its task and calls
+``proof.check_unit`` right after writing its level 0, so the read-back runs in parallel with the conversion and the
+unit is still in the page cache; :meth:`PixelProof.verify` then reads back only what was not checked yet.
+
+The fault-injection tests (tests/unit/test_pixel_proof.py) wrap ``writer.store_level(level, target, offset)`` (the
+dask path) and ``planes.write_level(array, region, block)`` (the plane engine) to write a transposed, flipped or
+shuffled level 0; keep those names and signatures or update those tests.
 """
 
 from __future__ import annotations
@@ -116,18 +121,41 @@ def sample_planes(n_planes: int, verify: Literal["all"] | int) -> list[int]:
     return sorted({int(round(i)) for i in np.linspace(0, n_planes - 1, int(verify))})
 
 
-@functools.lru_cache(maxsize=8)
-def _open_level(root: str, path: str) -> Any:
-    """Level 0 opened afresh, read-only, with zarr-python's own codec pipeline (not the writer's array object, so
-    the read-back does not share the writer's state or its native codec pipeline)."""
+#: Planes per scene that :meth:`PixelProof.verify` reads again through zarr-python after the plane engine read
+#: them back through zarrs (first and last).
+CROSS_CHECK = 2
+
+
+def in_pass_pipeline() -> str:
+    """The codec pipeline of the plane engine's read-back: ``zarrs`` (GIL-free decoding, so it runs beside the
+    conversion instead of after it) when installed, unless ``MICROFAIR_PROOF_PIPELINE=zarr-python``."""
+    import importlib.util
+    import os
+
+    wanted = os.environ.get("MICROFAIR_PROOF_PIPELINE", "").strip().lower()
+    if wanted in ("zarr", "zarr-python") or importlib.util.find_spec("zarrs") is None:
+        return "zarr-python"
+    return "zarrs"
+
+
+@functools.lru_cache(maxsize=16)
+def _open_level(root: str, path: str, pipeline: str = "zarr-python") -> Any:
+    """Level 0 opened afresh, read-only, from a new store (not the writer's array object, so the read-back does not
+    share the writer's state or caches), with zarr-python's own codec pipeline or with zarrs."""
     import zarr
 
-    return zarr.open_array(zarr.storage.LocalStore(root, read_only=True), path=path, mode="r")
+    options: dict[str, object] = {}
+    if pipeline == "zarrs":
+        from microfair.convert.pipeline import ZARRS
+
+        options["codec_pipeline.path"] = ZARRS
+    with zarr.config.set(options):
+        return zarr.open_array(zarr.storage.LocalStore(root, read_only=True), path=path, mode="r")
 
 
-def _read_back_block(where: Any, t: int, c: int, z: int, ys: tuple[int, int], xs: tuple[int, int], tile: int
-                     ) -> np.ndarray:
-    arr = _open_level(*where) if isinstance(where, tuple) else where
+def _read_back_block(where: Any, t: int, c: int, z: int, ys: tuple[int, int], xs: tuple[int, int], tile: int,
+                     pipeline: str = "zarr-python") -> np.ndarray:
+    arr = _open_level(*where, pipeline) if isinstance(where, tuple) else where
     try:
         block = np.asarray(arr[t, c, z, ys[0]:ys[1], xs[0]:xs[1]])
     except Exception as err:  # a torn shard or chunk: zarr's checksum or decoder refuses it
@@ -148,6 +176,8 @@ class _Scene:
     dtype: np.dtype
     digests: np.ndarray  # (T, C, Z, tiles Y, tiles X, 32)
     filled: np.ndarray  # (T, C, Z) bool: the source digest is there
+    sample: np.ndarray  # (T, C, Z) bool: the plane is to be read back
+    checked: np.ndarray  # (T, C, Z) bool: read back identical already, in the conversion pass (plane engine)
     plane_digests: list[bytes] = field(default_factory=list)
 
 
@@ -158,15 +188,37 @@ class PixelProof:
         self.verify_planes = verify_planes
         self.who = uid or "conversion"
         self.scenes: dict[int, _Scene] = {}
+        self.pipeline = in_pass_pipeline()
 
     def add_scene(self, index: int, name: str, array: Any, block: tuple[int, ...], tile: int) -> None:
         shape = tuple(int(s) for s in array.shape)
         nty, ntx = math.ceil(shape[3] / tile), math.ceil(shape[4] / tile)
         root = getattr(array.store, "root", None)
         where = (str(root), str(array.path)) if root is not None else array
+        sample = np.zeros(int(np.prod(shape[:3])), dtype=bool)
+        sample[sample_planes(sample.size, self.verify_planes)] = True
         self.scenes[index] = _Scene(index, name, array, where, tuple(block), int(tile), shape, np.dtype(array.dtype),
                                     np.zeros((*shape[:3], nty, ntx, DIGEST), dtype=np.uint8),
+                                    np.zeros(shape[:3], dtype=bool), sample.reshape(shape[:3]),
                                     np.zeros(shape[:3], dtype=bool))
+
+    def check_unit(self, index: int, t: tuple[int, int], c: tuple[int, int], z: tuple[int, int],
+                   source: np.ndarray) -> int:
+        """Read back, right after level 0 of a unit of planes was written, those of its planes that are in the sample,
+        and compare them with ``source`` (the unit's tile digests, computed from the pixels as read); raises
+        :class:`PixelMismatch` naming the plane. The read goes through a fresh read-only zarr-python array, as in
+        :meth:`verify`, which then skips these planes. Returns how many planes were read back."""
+        s = self.scenes[index]
+        n = 0
+        for i, j, k in np.ndindex(t[1] - t[0], c[1] - c[0], z[1] - z[0]):
+            plane = (t[0] + i, c[0] + j, z[0] + k)
+            if not s.sample[plane]:
+                continue
+            got = _read_back_block(s.where, *plane, (0, s.shape[3]), (0, s.shape[4]), s.tile, self.pipeline)
+            self._compare(s, plane, got, source[i, j, k])
+            s.checked[plane] = True
+            n += 1
+        return n
 
     def add_digests(self, index: int, offset: tuple[int, int], digests: np.ndarray) -> None:
         """The computed :func:`tile_digest_graph` of the slab starting at (t0, z0) of scene ``index``."""
@@ -218,8 +270,12 @@ class PixelProof:
             raise PixelMismatch(f"scene {s.index} ({s.name}): no source digest for t={t} c={c} z={z} "
                                 "(the plane was never converted)")
         n = int(np.prod(s.shape[:3]))
-        planes = [tuple(int(i) for i in np.unravel_index(k, s.shape[:3]))
-                  for k in sample_planes(n, self.verify_planes)]
+        sampled = [tuple(int(i) for i in np.unravel_index(k, s.shape[:3]))
+                   for k in sample_planes(n, self.verify_planes)]
+        planes = [p for p in sampled if not s.checked[p]]  # the plane engine read the others back in its pass
+        if self.pipeline != "zarr-python" and len(planes) < len(sampled):  # and an independent decoder for a few
+            again = [p for p in sampled if s.checked[p]]
+            planes += sorted({again[0], again[-1]})[:CROSS_CHECK]
         per_plane = math.ceil(s.shape[3] / s.block[-2]) * math.ceil(s.shape[4] / s.block[-1])
         batch = max(1, READ_BACK_TASKS // per_plane)  # bounded graphs, like the conversion's slabs
         for b in range(0, len(planes), batch):
@@ -232,15 +288,16 @@ class PixelProof:
                                       for r in range(len(ys))], axis=0)
                 self._compare(s, (t, c, z), got)
         s.plane_digests = [plane_digest(s.digests[i], s.dtype, s.shape[3:], s.tile) for i in np.ndindex(*s.shape[:3])]
+        m = len(sampled)
         log.info("%s: pixel-exact proof of scene %d (%s): %d/%d plane(s) of level 0 read back identical (%s of %d)",
-                 self.who, s.index, s.name, len(planes), len(planes), "all" if len(planes) == n else "sample", n)
-        return {"index": s.index, "name": s.name, "planes": n, "checked": len(planes), "identical": len(planes),
+                 self.who, s.index, s.name, m, m, "all" if m == n else "sample", n)
+        return {"index": s.index, "name": s.name, "planes": n, "checked": m, "identical": m,
                 "source_digest": blake3(b"".join(s.plane_digests)).hexdigest()}
 
     @staticmethod
-    def _compare(s: _Scene, plane: tuple[int, int, int], got: np.ndarray) -> None:
+    def _compare(s: _Scene, plane: tuple[int, int, int], got: np.ndarray, want: np.ndarray | None = None) -> None:
         t, c, z = plane
-        want = s.digests[t, c, z]
+        want = s.digests[t, c, z] if want is None else want
         differs = (got != want).any(axis=-1)
         if differs.any():
             where = ", ".join(f"({iy}, {ix})" for iy, ix in np.argwhere(differs)[:6])

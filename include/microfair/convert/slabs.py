@@ -17,7 +17,7 @@ import numpy as np
 from microfair.convert.memory import SLAB_CHUNKS
 
 
-def _boundaries(chunks: tuple[int, ...], step: int) -> list[int]:
+def cut_points(chunks: tuple[int, ...], step: int) -> list[int]:
     """Ends of source chunks that are also multiples of ``step`` (Zarr chunk edges); the last always."""
     ends, pos = [], 0
     for c in chunks:
@@ -39,8 +39,8 @@ def slabs(data: da.Array, chunk_z: int, chunk_xy: int, max_chunks: int | None = 
     max_chunks = max_chunks or SLAB_CHUNKS  # looked up now: tests lower it
     n_t, n_c, n_z, n_y, n_x = data.shape
     per_plane = n_c * math.ceil(n_y / chunk_xy) * math.ceil(n_x / chunk_xy)
-    z_ends = _boundaries(data.chunks[2], chunk_z)
-    t_ends = _boundaries(data.chunks[0], 1)
+    z_ends = cut_points(data.chunks[2], chunk_z)
+    t_ends = cut_points(data.chunks[0], 1)
 
     def z_groups() -> list[tuple[int, int]]:
         groups, start, prev = [], 0, 0

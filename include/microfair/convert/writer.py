@@ -36,10 +36,12 @@ from microfair.config.core import ConversionSettings, QcThresholds
 from microfair.publish import publish_dir
 from microfair.convert.guard import watch_reader_warnings
 from microfair.convert.layout import ChannelPlan, ImagePlan, default_window, group_attributes, validate, write_container, write_image
+from microfair.convert.malloc import limit_arenas
 from microfair.convert.memory import memory_plan
 from microfair.convert.proof import PixelProof, tile_digest_graph
 from microfair.convert.shardcheck import check_shards
 from microfair.convert.qcblocks import block_qc_graph
+from microfair.convert.planes import PlaneEngine, engine_workers, unit_bytes
 from microfair.convert.pyramid import build_pyramid, level_shapes, thumbnail_source
 from microfair.convert.slabs import combine_qc, slabs
 from microfair.convert.source import SceneSource, scene_count, scene_source
@@ -218,6 +220,7 @@ def convert_to_zarr(img: Any, out: Path, *, settings: ConversionSettings, ome_xm
         one is in place); without it an existing ``out`` raises ``FileExistsError``.
     :param uid: dataset identifier for the log messages.
     """
+    limit_arenas()  # before the conversion's threads allocate (microfair.convert.malloc)
     out = Path(out)
     who = uid or out.name
     source = _source_name(img)
@@ -263,19 +266,21 @@ def convert_to_zarr(img: Any, out: Path, *, settings: ConversionSettings, ome_xm
                     log.warning("%s: source chunks of %.0f MB need about %.0f MB even with one thread, more than "
                                 "conversion.memory_limit_mb=%d; open the file with smaller (plane or tile) chunks",
                                 who, mem.source_chunk_mb, mem.expected_peak_mb, mem.limit_mb)
-                done = []
-                graph: QcGraph | None = None
-                for (t0, t1), (z0, z1) in parts:
-                    written, values, graph, digests = _convert_slab(src.data[t0:t1, :, z0:z1], plan, arrays,
-                                                                    (t0, 0, z0, 0, 0), thresholds.thumbnail_size,
-                                                                    client, mem.workers)
-                    proof.add_digests(index, (t0, z0), digests)
+                engine = _plane_engine(src, plan, arrays, settings, thresholds, client, who, proof, index)
+                if engine is not None:  # one task per unit of whole planes (microfair.convert.planes)
+                    values = engine.run()
+                    proof.add_digests(index, (0, 0), values.digests)
                     if lost:
                         raise ConversionError(f"the reader reports lost pixels: {'; '.join(lost)}")
-                    done.append(((t0, t1), (z0, z1), values))
-                    written_total += int(written)
-                assert graph is not None
-                sq = scene_qc(graph, combine_qc(done, tuple(src.data.shape)), index=index, name=src.name,
+                    written_total += values.written
+                    memory[-1].update(engine="planes", units=values.units, workers=values.workers)
+                    space, computed = values.space, values.qc
+                else:
+                    memory[-1]["engine"] = "dask"
+                    space, computed, written = _convert_slabs(src, parts, plan, arrays, thresholds, client,
+                                                              mem.workers, proof, index, lost)
+                    written_total += written
+                sq = scene_qc(space, computed, index=index, name=src.name,
                               channel_names=src.channel_names, channel_colors=src.channel_colors,
                               shape=src.data.shape, thresholds=thresholds,
                               significant_bits=significant_bits_of_scene(ome_xml, index))
@@ -309,6 +314,48 @@ def convert_to_zarr(img: Any, out: Path, *, settings: ConversionSettings, ome_xm
              source_bytes / 1e6, seconds, result.mb_per_second,
              "passed" if report.passed else "; ".join(f.reason for f in report.flags))
     return result
+
+
+def _plane_engine(src: SceneSource, plan: ImagePlan, arrays: list[Any], settings: ConversionSettings,
+                  thresholds: QcThresholds, client: Any, who: str, proof: PixelProof, index: int
+                  ) -> PlaneEngine | None:
+    """The plane engine for this scene, or None for the dask slab graph (a dask cluster, ``engine: dask``, or a
+    unit of whole planes too large for ``conversion.memory_limit_mb``)."""
+    if client is not None or settings.engine == "dask":
+        return None
+    unit = unit_bytes(src.data, settings.chunk_z)
+    workers = engine_workers(settings.memory_limit_mb, unit, plan.dtype, plan.chunks[-1])
+    if workers == 0:
+        if settings.engine == "planes":
+            raise ConversionError(f"conversion.engine=planes, but a unit of whole planes ({unit / 2**20:.0f} MB) "
+                                  f"does not fit conversion.memory_limit_mb={settings.memory_limit_mb}")
+        log.info("%s: a unit of whole planes (%.0f MB) does not fit conversion.memory_limit_mb=%d: the dask slab "
+                 "graph tiles it", who, unit / 2**20, settings.memory_limit_mb)
+        return None
+    engine = PlaneEngine(src.data, arrays, chunk_z=settings.chunk_z, tile=plan.chunks[-1],
+                         thumb_size=thresholds.thumbnail_size, workers=workers, uid=who, proof=proof, scene=index)
+    log.info("%s: plane engine, %d unit(s) of up to %.0f MB on %d thread(s)", who, len(engine.units), unit / 2**20,
+             workers)
+    return engine
+
+
+def _convert_slabs(src: SceneSource, parts: list[Any], plan: ImagePlan, arrays: list[Any], thresholds: QcThresholds,
+                   client: Any, workers: int, proof: PixelProof, index: int, lost: list[str]
+                   ) -> tuple[Any, tuple[Any, ...], int]:
+    """The dask path: one compute per slab; returns the key space, the scene's QC values and the bytes written."""
+    done = []
+    graph: QcGraph | None = None
+    written_total = 0
+    for (t0, t1), (z0, z1) in parts:
+        written, values, graph, digests = _convert_slab(src.data[t0:t1, :, z0:z1], plan, arrays, (t0, 0, z0, 0, 0),
+                                                        thresholds.thumbnail_size, client, workers)
+        proof.add_digests(index, (t0, z0), digests)
+        if lost:
+            raise ConversionError(f"the reader reports lost pixels: {'; '.join(lost)}")
+        done.append(((t0, t1), (z0, z1), values))
+        written_total += int(written)
+    assert graph is not None
+    return graph.space, combine_qc(done, tuple(src.data.shape)), written_total
 
 
 def _convert_slab(data: da.Array, plan: ImagePlan, arrays: list[Any], offset: tuple[int, ...], thumb_size: int,

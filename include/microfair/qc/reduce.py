@@ -75,19 +75,20 @@ def qc_graph(level0: da.Array, thumb: da.Array) -> QcGraph:
     return QcGraph(space, channel_vectors, minimum, maximum, plane_sums, mip)
 
 
-def scene_qc(graph: QcGraph, computed: tuple[Any, ...], *, index: int, name: str, channel_names: list[str],
+def scene_qc(graph: QcGraph | KeySpace, computed: tuple[Any, ...], *, index: int, name: str, channel_names: list[str],
              channel_colors: list[str], shape: tuple[int, ...], thresholds: QcThresholds,
              significant_bits: int | None = None) -> SceneQc:
     """Build the :class:`SceneQc` from the computed values of ``graph.lazy`` (same order).
 
     ``significant_bits``: the scene's bit depth from its metadata (OME ``Pixels@SignificantBits``), if known.
     """
+    space = graph.space if isinstance(graph, QcGraph) else graph
     vectors, minimum, maximum, plane_sums, mip = (np.asarray(v) for v in computed)
     channels: list[ChannelQc] = []
     for c in range(vectors.shape[0]):
-        stats = ChannelStats.from_vector(vectors[c], graph.space, float(minimum[c]), float(maximum[c]))
+        stats = ChannelStats.from_vector(vectors[c], space, float(minimum[c]), float(maximum[c]))
         channels.append(channel_qc(c, channel_names[c], channel_colors[c], stats, plane_sums[:, c],
                                    thresholds, scene=index, significant_bits=significant_bits))
     dims = dict(zip("tczyx", (int(s) for s in shape)))
-    return SceneQc(index=index, name=name, shape=dims, dtype=str(graph.space.dtype), channels=channels, mip=mip,
+    return SceneQc(index=index, name=name, shape=dims, dtype=str(space.dtype), channels=channels, mip=mip,
                    significant_bits=significant_bits)

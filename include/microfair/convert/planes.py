@@ -1,0 +1,250 @@
+"""The plane engine: a scene converted one *unit* of whole planes per task, through every pyramid level at once.
+
+A unit is the smallest group of whole planes that no other unit shares a source chunk or a Zarr shard with: one
+plane when the reader gives plane or tile chunks and ``conversion.chunk_z`` is 1 (``chunk_z`` planes when it is
+larger; the three samples of an RGB plane). One task:
+
+1. reads the unit's source chunks once (the reader's own chunks, through the dask graph the reader built, run
+   synchronously in the task);
+2. computes the QC statistics on it (:mod:`microfair.qc.tiled`: the same per-Zarr-chunk-tile numbers as every
+   other path), its extrema, the thumbnail projection and the pixel-exact proof's tile digests
+   (:mod:`microfair.convert.proof`);
+3. downsamples it level by level in memory (:func:`microfair.convert.pyramid.downsample2`) and writes each level
+   with one Zarr call per level, whose region is whole shards (or whole chunks for NGFF 0.4): the codec pipeline
+   (zarrs when available, :mod:`microfair.convert.pipeline`) encodes and writes them in one native batch.
+
+Tasks run on a small thread pool (the numpy kernels, the BLAKE3 digests and zarrs' encoder release the GIL), as
+many as :func:`microfair.convert.memory.memory_plan` allows for ``conversion.memory_limit_mb``; results are reduced
+as they complete, so memory is ``workers x unit`` whatever the file size, with no task graph to hold.
+
+Compared with the dask slab graph (``microfair.convert.writer``), which stays for dask.distributed scale-out and
+for planes too large for one task, this removes the per-task scheduling of ~100 tasks per plane (rechunks,
+per-level stores, tree reductions): ``benchmarks/convert.py`` and ``docs/conversion-engine.md`` have the figures.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from microfair.convert.proof import DIGEST, block_tile_digests
+from microfair.convert.pyramid import downsample2
+from microfair.convert.slabs import cut_points
+from microfair.qc.metrics import PLANE_FIELDS, KeySpace, key_space
+from microfair.qc.tiled import GROUP_PIXELS, channel_stats_tiled, plane_stats_tiled
+
+log = logging.getLogger(__name__)
+
+MiB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Unit:
+    """Position ranges (start, end) along T, C and Z of one unit, and the source block-index ranges that hold it."""
+
+    t: tuple[int, int]
+    c: tuple[int, int]
+    z: tuple[int, int]
+    blocks: tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.t[1] - self.t[0], self.c[1] - self.c[0], self.z[1] - self.z[0])
+
+
+def _block_range(chunks: tuple[int, ...], start: int, end: int) -> tuple[int, int]:
+    edges = np.cumsum((0, *chunks))
+    return int(np.searchsorted(edges, start)), int(np.searchsorted(edges, end))
+
+
+def units(data: Any, chunk_z: int) -> list[Unit]:
+    """The units of a (T, C, Z, Y, X) dask array: cut along T and C wherever a source chunk ends, along Z where a
+    source chunk and a ``chunk_z`` Zarr chunk both end; Y and X whole."""
+    t_ends, c_ends = cut_points(data.chunks[0], 1), cut_points(data.chunks[1], 1)
+    z_ends = cut_points(data.chunks[2], chunk_z)
+    out = []
+    for t in zip([0, *t_ends[:-1]], t_ends):
+        for c in zip([0, *c_ends[:-1]], c_ends):
+            for z in zip([0, *z_ends[:-1]], z_ends):
+                out.append(Unit(t, c, z, (_block_range(data.chunks[0], *t), _block_range(data.chunks[1], *c),
+                                          _block_range(data.chunks[2], *z))))
+    return out
+
+
+def unit_bytes(data: Any, chunk_z: int) -> int:
+    """Bytes of the largest unit of ``data``."""
+    n_t, n_c = max(data.chunks[0]), max(data.chunks[1])
+    z_ends = cut_points(data.chunks[2], chunk_z)
+    n_z = max(b - a for a, b in zip([0, *z_ends[:-1]], z_ends))
+    return int(n_t * n_c * n_z * data.shape[3] * data.shape[4] * np.dtype(data.dtype).itemsize)
+
+
+def per_unit_mb(unit: int, dtype: np.dtype, tile: int) -> float:
+    """Memory one task holds: the unit, its smaller levels (1/3), the encoded shards (≤ 1 unit), the digests and
+    the QC temporaries on one group of tiles (~24 bytes a pixel, :mod:`microfair.qc.tiled`), plus 8 MB."""
+    group = tile * tile * max(1, GROUP_PIXELS // (tile * tile))
+    return (unit * 2.5 + group * 24) / MiB + 8
+
+
+class _Reader:
+    """The source's blocks as delayed objects, computed synchronously inside a task (one graph optimisation)."""
+
+    def __init__(self, data: Any) -> None:
+        self.blocks = data.to_delayed(optimize_graph=True)
+        self.starts = [np.cumsum((0, *c)) for c in data.chunks]
+        self.dtype = np.dtype(data.dtype)
+        self.yx = tuple(int(s) for s in data.shape[3:])
+
+    def read(self, u: Unit) -> np.ndarray:
+        import dask
+
+        (bt0, bt1), (bc0, bc1), (bz0, bz1) = u.blocks
+        sub = self.blocks[bt0:bt1, bc0:bc1, bz0:bz1]
+        parts = dask.compute(*sub.flat, scheduler="sync")
+        if len(parts) == 1:
+            return np.ascontiguousarray(parts[0])
+        out = np.empty((*u.shape, *self.yx), dtype=self.dtype)
+        origin = (u.t[0], u.c[0], u.z[0], 0, 0)
+        for idx, part in zip(np.ndindex(*sub.shape), parts):
+            at = [int(self.starts[a][i + b]) - o for a, (i, b, o) in
+                  enumerate(zip(idx, (bt0, bc0, bz0, 0, 0), origin))]
+            out[tuple(slice(s, s + n) for s, n in zip(at, np.shape(part)))] = part
+        return out
+
+
+def write_level(array: Any, region: tuple[slice, ...], block: np.ndarray) -> int:
+    """Write one level of a unit (whole shards or chunks) into its Zarr array; returns the bytes written."""
+    array[region] = block
+    return int(block.nbytes)
+
+
+@dataclass
+class SceneValues:
+    """What a scene's conversion computes besides the pixels: the QC values of ``QcGraph.lazy`` and the digests."""
+
+    written: int
+    qc: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    digests: np.ndarray  # (T, C, Z, tiles Y, tiles X, 32)
+    space: KeySpace
+    units: int
+    workers: int
+
+
+def _thumb(levels: list[np.ndarray], size: int) -> np.ndarray:
+    """:func:`microfair.convert.pyramid.thumbnail_source` on in-memory levels."""
+    for lvl in levels:
+        if max(lvl.shape[-2:]) <= 2 * size:
+            return lvl
+    lvl = levels[-1]
+    while max(lvl.shape[-2:]) > 2 * size:
+        lvl = downsample2(lvl)
+    return lvl
+
+
+class PlaneEngine:
+    """Converts one scene unit by unit (see the module docstring)."""
+
+    def __init__(self, data: Any, arrays: list[Any], *, chunk_z: int, tile: int, thumb_size: int, workers: int,
+                 uid: str = "conversion", proof: Any = None, scene: int = 0) -> None:
+        self.data, self.arrays, self.tile, self.thumb_size = data, arrays, int(tile), int(thumb_size)
+        self.workers = max(1, int(workers))
+        self.units = units(data, chunk_z)
+        self.space = key_space(data.dtype)
+        self.who = uid
+        self.proof, self.scene = proof, scene
+        self._stop = threading.Event()
+
+    def _process(self, u: Unit, reader: _Reader) -> tuple[Unit, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                                         np.ndarray | None, np.ndarray, int]:
+        if self._stop.is_set():
+            raise RuntimeError("cancelled")
+        block = reader.read(u)
+        floats = self.space.is_float
+        vec = np.stack([channel_stats_tiled(block[:, i], self.space, self.tile) for i in range(block.shape[1])])
+        planes = plane_stats_tiled(block, self.tile)
+        lo = (np.nanmin if floats else np.min)(block, axis=(0, 2, 3, 4))
+        hi = (np.nanmax if floats else np.max)(block, axis=(0, 2, 3, 4))
+        digests = block_tile_digests(block, self.tile)
+        levels = [block]
+        for _ in self.arrays[1:]:
+            levels.append(downsample2(levels[-1]))
+        mip = None
+        if u.t[0] == 0:
+            mip = (np.nanmax if floats else np.max)(_thumb(levels, self.thumb_size)[0], axis=1)
+        region = (slice(*u.t), slice(*u.c), slice(*u.z))
+        written = 0
+        for lvl, arr in zip(levels, self.arrays):
+            if self._stop.is_set():
+                raise RuntimeError("cancelled")
+            written += write_level(arr, region, lvl)
+            if arr is self.arrays[0] and self.proof is not None:  # read level 0 back while it is in the page cache
+                self.proof.check_unit(self.scene, u.t, u.c, u.z, digests)
+        return u, vec, lo, hi, planes, mip, digests, written
+
+    def run(self) -> SceneValues:
+        n_t, n_c, n_z, n_y, n_x = (int(s) for s in self.data.shape)
+        k = self.space.vector_length
+        vectors = np.zeros((n_c, k), dtype=np.float64)
+        minimum: np.ndarray | None = None
+        maximum: np.ndarray | None = None
+        plane_sums = np.zeros((n_t, n_c, n_z, PLANE_FIELDS), dtype=np.float64)
+        digests = np.zeros((n_t, n_c, n_z, math.ceil(n_y / self.tile), math.ceil(n_x / self.tile), DIGEST),
+                           dtype=np.uint8)
+        mip: np.ndarray | None = None
+        written = 0
+        reader = _Reader(self.data)
+        pending = list(reversed(self.units))
+        window = 2 * self.workers
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="microfair-plane") as pool:
+            running: set[Future] = set()
+            try:
+                while pending or running:
+                    while pending and len(running) < window:
+                        running.add(pool.submit(self._process, pending.pop(), reader))
+                    done, running = wait(running, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        u, vec, lo, hi, planes, proj, dig, w = fut.result()  # the first failure stops the loop
+                        (c0, c1), (t0, t1), (z0, z1) = u.c, u.t, u.z
+                        vectors[c0:c1] += vec
+                        if minimum is None:
+                            minimum = np.empty(n_c, dtype=lo.dtype)
+                            maximum = np.empty(n_c, dtype=hi.dtype)
+                            seen = np.zeros(n_c, dtype=bool)
+                        for i, c in enumerate(range(c0, c1)):
+                            minimum[c] = lo[i] if not seen[c] else np.fmin(minimum[c], lo[i])
+                            maximum[c] = hi[i] if not seen[c] else np.fmax(maximum[c], hi[i])
+                            seen[c] = True
+                        plane_sums[t0:t1, c0:c1, z0:z1] = planes
+                        digests[t0:t1, c0:c1, z0:z1] = dig
+                        if proj is not None:
+                            if mip is None:
+                                mip = np.zeros((n_c, *proj.shape[1:]), dtype=proj.dtype)
+                                mip_seen = np.zeros(n_c, dtype=bool)
+                            for i, c in enumerate(range(c0, c1)):
+                                mip[c] = proj[i] if not mip_seen[c] else np.fmax(mip[c], proj[i])
+                                mip_seen[c] = True
+                        written += w
+            except BaseException:
+                self._stop.set()  # tasks not started return at once; running ones stop before their next level
+                for fut in running:
+                    fut.cancel()
+                raise
+        assert minimum is not None and maximum is not None and mip is not None
+        return SceneValues(written, (vectors, minimum, maximum, plane_sums, mip), digests, self.space,
+                           len(self.units), self.workers)
+
+
+def engine_workers(limit_mb: int, unit: int, dtype: np.dtype, tile: int, cores: int | None = None) -> int:
+    """Tasks at once within ``limit_mb`` (0 when even one unit does not fit: the dask path tiles the plane)."""
+    from microfair.convert.memory import BASELINE_MB
+
+    per = per_unit_mb(unit, dtype, tile)
+    room = limit_mb - BASELINE_MB
+    return max(0, min(cores or os.cpu_count() or 1, int(room // per) if room > 0 else 0))
