@@ -276,10 +276,10 @@ def test_slabs_give_the_same_zarr_and_qc_as_one_graph(tmp_path, monkeypatch):
     def planes():  # plane chunks: bioio-ome-tiff's default (one chunk per Z stack) cannot be cut in Z
         return bioio.BioImage(src, chunk_dims=["Y", "X"])
 
-    whole = convert_to_zarr(planes(), tmp_path / "whole.ome.zarr", settings=small(), ome_xml=None)
+    whole = convert_to_zarr(planes(), tmp_path / "whole.ome.zarr", settings=small(engine="dask"), ome_xml=None)
     monkeypatch.setattr(slab_module, "SLAB_CHUNKS", 2 * 3 * 3)  # one plane of both channels per slab
     assert len(slab_module.slabs(scene_source(planes(), 0).data, 1, 32)) == 5
-    sliced = convert_to_zarr(planes(), tmp_path / "sliced.ome.zarr", settings=small(), ome_xml=None)
+    sliced = convert_to_zarr(planes(), tmp_path / "sliced.ome.zarr", settings=small(engine="dask"), ome_xml=None)
     for a, b in zip(level_arrays(whole.path), level_arrays(sliced.path)):
         np.testing.assert_array_equal(a, b)
     qa, qb = whole.qc.to_dict(), sliced.qc.to_dict()

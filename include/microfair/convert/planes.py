@@ -169,15 +169,16 @@ class PlaneEngine:
         floats = self.space.is_float
         vec = np.stack([channel_stats_tiled(block[:, i], self.space, self.tile) for i in range(block.shape[1])])
         planes = plane_stats_tiled(block, self.tile)
-        lo = (np.nanmin if floats else np.min)(block, axis=(0, 2, 3, 4))
-        hi = (np.nanmax if floats else np.max)(block, axis=(0, 2, 3, 4))
+        # fmin/fmax skip NaN without the all-NaN warning of nanmin/nanmax (a unit is often one plane)
+        lo = (np.fmin if floats else np.minimum).reduce(block, axis=(0, 2, 3, 4))
+        hi = (np.fmax if floats else np.maximum).reduce(block, axis=(0, 2, 3, 4))
         digests = block_tile_digests(block, self.tile)
         levels = [block]
         for _ in self.arrays[1:]:
             levels.append(downsample2(levels[-1]))
         mip = None
         if u.t[0] == 0:
-            mip = (np.nanmax if floats else np.max)(_thumb(levels, self.thumb_size)[0], axis=1)
+            mip = (np.fmax if floats else np.maximum).reduce(_thumb(levels, self.thumb_size)[0], axis=1)
         region = (slice(*u.t), slice(*u.c), slice(*u.z))
         written = 0
         for lvl, arr in zip(levels, self.arrays):
