@@ -4,7 +4,8 @@
 to ``out_fd`` (at its current offset):
 
 * the source is read into a ring of page-aligned buffers (anonymous ``mmap``) of :data:`COPY_CHUNK`
-  bytes — large, aligned reads, no per-chunk allocation — with ``O_DIRECT`` where allowed;
+  bytes — large, aligned reads, no per-chunk allocation — through the kernel's readahead (or with
+  ``O_DIRECT``, :data:`DIRECT_SOURCE`);
 * each buffer is written by a writer thread (``os.pwrite``) and fed to SHA-256 and BLAKE3 (one thread
   each, :meth:`StreamingDigest.update_async`); the reader fills the next buffer meanwhile. A buffer is
   reused only when its consumers are done, so memory is ``DEPTH × COPY_CHUNK`` plus one read-back buffer;
@@ -48,7 +49,7 @@ COPY_CHUNK = 32 << 20  # the unit of I/O: large requests keep a mixed read/write
 DEPTH = 3  # buffers in flight: 3 x 32 MiB, plus one for the read-back
 WRITERS = 1  # writer threads on the direct path (extending O_DIRECT writes are serialised by the file system)
 DIRECT = True  # False forces the buffered path (tests, or a file system that misbehaves with O_DIRECT)
-DIRECT_SOURCE = True  # read the source with O_DIRECT too (only when the temporary is written so)
+DIRECT_SOURCE = False  # read the source with O_DIRECT too: less CPU, but slower here than the kernel's readahead
 
 
 @dataclass(frozen=True)

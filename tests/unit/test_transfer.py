@@ -97,6 +97,26 @@ def test_every_size_is_copied_byte_identical_and_verified(tmp_path, path_kind, s
     assert copied.direct is (path_kind == "direct" and size >= dio.ALIGN)  # less than a block: no O_DIRECT write
 
 
+@pytest.mark.parametrize("size", [4097, 3 * SMALL + 4097])
+def test_the_source_can_be_read_with_o_direct_too(direct_ok, monkeypatch, size):
+    monkeypatch.setattr(transfer, "DIRECT_SOURCE", True)
+    data = os.urandom(size)
+    src, tmp = direct_ok / "src.bin", direct_ok / "tmp.bin"
+    src.write_bytes(data)
+    direct_reads, real_preadv = [], os.preadv
+
+    def preadv(fd, buffers, offset):
+        n = real_preadv(fd, buffers, offset)
+        if _is_direct(fd) and Path(os.readlink(f"/proc/self/fd/{fd}")).name == "src.bin":
+            direct_reads.append(n)
+        return n
+
+    monkeypatch.setattr(os, "preadv", preadv)
+    copied, d = _copy(src, tmp)
+    assert tmp.read_bytes() == data and copied.read_back_blake3 == d.blake3 == blake3(data).hexdigest()
+    assert sum(direct_reads) == size  # the whole source, through O_DIRECT (the short read at the end included)
+
+
 def test_a_file_just_over_the_default_chunk_through_copy_verified(tmp_path, path_kind):
     data = os.urandom(COPY_CHUNK + 1)
     src, dest = tmp_path / "src.bin", tmp_path / "raw" / "dest.bin"
