@@ -4,8 +4,8 @@
 to ``out_fd`` (at its current offset):
 
 * the source is read into a ring of page-aligned buffers (anonymous ``mmap``) of :data:`COPY_CHUNK`
-  bytes — large, aligned reads, no per-chunk allocation — through the kernel's readahead (or with
-  ``O_DIRECT``, :data:`DIRECT_SOURCE`);
+  bytes — large, aligned reads, no per-chunk allocation — with ``O_DIRECT`` where allowed
+  (:data:`DIRECT_SOURCE`; two reads in flight, as there is no readahead), else through the page cache;
 * each buffer is written by a writer thread (``os.pwrite``) and fed to SHA-256 and BLAKE3 (one thread
   each, :meth:`StreamingDigest.update_async`); the reader fills the next buffer meanwhile. A buffer is
   reused only when its consumers are done, so memory is ``DEPTH × COPY_CHUNK`` plus one read-back buffer;
@@ -41,7 +41,7 @@ from blake3 import blake3
 
 from microfair.checksum import CHUNK, StreamingDigest
 from microfair.direct_io import (ALIGN, REFUSED, WAIT_ALL, WRITE, SourceReader, clear_direct, open_direct,
-                                 range_sync, say, write_all, write_direct)
+                                 READS_IN_FLIGHT, pread_into, range_sync, say, write_all, write_direct)
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ COPY_CHUNK = 32 << 20  # the unit of I/O: large requests keep a mixed read/write
 DEPTH = 3  # buffers in flight: 3 x 32 MiB, plus one for the read-back
 WRITERS = 1  # writer threads on the direct path (extending O_DIRECT writes are serialised by the file system)
 DIRECT = True  # False forces the buffered path (tests, or a file system that misbehaves with O_DIRECT)
-DIRECT_SOURCE = False  # read the source with O_DIRECT too: less CPU, but slower here than the kernel's readahead
+DIRECT_SOURCE = True  # read the source with O_DIRECT too (no page cache: far less CPU, no cache churn)
 
 
 @dataclass(frozen=True)
@@ -60,12 +60,12 @@ class Copied:
 
 
 def read_back(fd: int, lo: int, hi: int, hasher: blake3, chunk: int = CHUNK, *,
-              buf: mmap.mmap | None = None, direct: bool = False) -> None:
+              buf: mmap.mmap | None = None, direct: bool = False, pool: ThreadPoolExecutor | None = None) -> None:
     """Drop ``[lo, hi)`` of ``fd`` from the page cache, then read it from the disk into ``hasher``.
 
     With ``direct`` (``fd`` opened ``O_DIRECT``, ``buf`` page-aligned) the reads start at multiples of
-    :data:`ALIGN` and the bytes outside ``[lo, hi)`` are not hashed; an ``EINVAL`` clears ``O_DIRECT``
-    on ``fd`` and the range is read through the (dropped) page cache instead.
+    :data:`ALIGN` (more than one at once with ``pool``) and the bytes outside ``[lo, hi)`` are not hashed;
+    an ``EINVAL`` clears ``O_DIRECT`` on ``fd`` and the range is read through the (dropped) page cache.
     """
     if hi <= lo:
         return
@@ -82,7 +82,7 @@ def read_back(fd: int, lo: int, hi: int, hasher: blake3, chunk: int = CHUNK, *,
                 pos = done - done % ALIGN if direct else done
                 want = min(len(view), -(-(hi - pos) // ALIGN) * ALIGN if direct else hi - pos)
                 try:
-                    got = os.preadv(fd, [view[:want]], pos)
+                    got = pread_into(fd, view[:want], pos, pool if direct else None)
                 except OSError as exc:
                     if not direct or exc.errno not in REFUSED:
                         raise
@@ -108,13 +108,14 @@ class _ReadBack:
         self.fd, self.direct, self.hasher, self.upto = fd, direct, blake3(), 0
         self.buf = mmap.mmap(-1, chunk)
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="collect-readback")
+        self.reads = ThreadPoolExecutor(READS_IN_FLIGHT, thread_name_prefix="collect-readback-io") if direct else None
         self.futures: list[Future] = []
 
     def add(self, lo: int, hi: int) -> None:
         assert lo == self.upto, f"read back out of order: {lo} after {self.upto}"
         self.upto = hi
         self.futures.append(self.pool.submit(read_back, self.fd, lo, hi, self.hasher, buf=self.buf,
-                                             direct=self.direct))
+                                             direct=self.direct, pool=self.reads))
         self.futures = [f for f in self.futures if not f.done() or f.exception()]
 
     def finish(self, end: int) -> str:
@@ -126,6 +127,8 @@ class _ReadBack:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.reads is not None:
+            self.reads.shutdown(wait=True)
         try:
             self.buf.close()
         except BufferError:  # a slice still referenced by a failed future: the GC frees the map
