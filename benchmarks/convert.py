@@ -24,11 +24,11 @@ and itkwasm-downsample were installed into the venv for this benchmark only (``u
 itkwasm-downsample``); a missing peer is reported and skipped.
 
     .venv/bin/python benchmarks/convert.py [--input 1gb|4gb | --size-gb 1 --planes 32] [--rounds 2]
-        [--only microfair microfair+zarrs ome-zarr-py ngff-zarr] [--tables equal defaults] [--timeout 600]
+        [--only microfair microfair-zarr-python ome-zarr-py ngff-zarr] [--tables equal defaults] [--timeout 600]
         [--workdir /tmp/microfair-bench]
 
-"microfair" runs with zarr-python's codec pipeline; "microfair+zarrs" with the zarrs pipeline from
-``$MICROFAIR_ZARRS_SITE`` (default /tmp/zsite; zarrs is not a dependency). With ``--rounds N`` the contenders run
+"microfair" runs as deployed (the plane engine, zarrs writing and reading back); "microfair-zarr-python" with
+zarr-python's own codec pipeline for both (``--only microfair-zarr-python``). With ``--rounds N`` the contenders run
 interleaved (microfair, peer, microfair, peer ...), every other round in reverse, and the ratios are taken
 within a round: on a shared machine, read the CPU seconds beside the wall time.
 """
@@ -190,25 +190,23 @@ def nz_run(src: str, out: Path, equal: bool) -> dict:
 
 
 CONTENDERS = {
-    "equal": {"microfair": mf_equal, "microfair+zarrs": mf_equal, "ome-zarr-py": lambda s, o: oz_run(s, o, True),
-              "ngff-zarr": lambda s, o: nz_run(s, o, True)},
-    "defaults": {"microfair": mf_defaults, "microfair+zarrs": mf_defaults,
+    "equal": {"microfair": mf_equal, "microfair-zarr-python": mf_equal,
+              "ome-zarr-py": lambda s, o: oz_run(s, o, True), "ngff-zarr": lambda s, o: nz_run(s, o, True)},
+    "defaults": {"microfair": mf_defaults, "microfair-zarr-python": mf_defaults,
                  "ome-zarr-py": lambda s, o: oz_run(s, o, False), "ngff-zarr": lambda s, o: nz_run(s, o, False)},
 }
 PEERS = ("ome-zarr-py", "ngff-zarr")
-#: Where zarrs (not a dependency) is installed for the "microfair+zarrs" contender
-#: (``uv pip install --target /tmp/zsite --no-deps zarrs``).
-ZARRS_SITE = os.environ.get("MICROFAIR_ZARRS_SITE", "/tmp/zsite")
 
 
 def child_env(name: str) -> dict[str, str]:
-    """microfair with zarr-python's pipeline, or with zarrs from ZARRS_SITE; the peers as they come."""
+    """microfair as it runs by default (the zarrs codec pipeline, the plane engine), or with zarr-python's own
+    pipeline for the writes and the read-back ("microfair-zarr-python"); the peers as they come."""
     env = dict(os.environ)
-    if name == "microfair":
+    for key in ("MICROFAIR_ZARR_PIPELINE", "MICROFAIR_PROOF_PIPELINE"):
+        env.pop(key, None)
+    if name == "microfair-zarr-python":
         env["MICROFAIR_ZARR_PIPELINE"] = "zarr"
-    elif name == "microfair+zarrs":
-        env["MICROFAIR_ZARR_PIPELINE"] = "zarrs"
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (ZARRS_SITE, env.get("PYTHONPATH", "")) if p)
+        env["MICROFAIR_PROOF_PIPELINE"] = "zarr-python"
     return env
 
 
@@ -374,7 +372,7 @@ def main() -> int:
     ap.add_argument("--planes", type=int, default=None, help="Z planes (the plane shrinks to keep the size)")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/microfair-bench"))
     ap.add_argument("--only", nargs="*", default=["microfair", *PEERS],
-                    choices=["microfair", "microfair+zarrs", *PEERS])
+                    choices=["microfair", "microfair-zarr-python", *PEERS])
     ap.add_argument("--tables", nargs="*", default=["equal", "defaults"], choices=["equal", "defaults"])
     ap.add_argument("--timeout", type=float, default=600, help="seconds per contender before it is reported as failed")
     ap.add_argument("--child", nargs=4, metavar=("TABLE", "NAME", "SRC", "OUT"), help=argparse.SUPPRESS)

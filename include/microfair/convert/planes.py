@@ -86,11 +86,13 @@ def unit_bytes(data: Any, chunk_z: int) -> int:
     return int(n_t * n_c * n_z * data.shape[3] * data.shape[4] * np.dtype(data.dtype).itemsize)
 
 
-def per_unit_mb(unit: int, dtype: np.dtype, tile: int) -> float:
-    """Memory one task holds: the unit, its smaller levels (1/3), the encoded shards (≤ 1 unit), the digests and
-    the QC temporaries on one group of tiles (~24 bytes a pixel, :mod:`microfair.qc.tiled`), plus 8 MB."""
+def per_unit_mb(unit: int, dtype: np.dtype, tile: int, band: int | None = None) -> float:
+    """Memory one task holds: the unit and its smaller levels (1/3 more), one band of shards being encoded and one
+    being read back (``band`` bytes each, at most the unit), the QC temporaries on one group of tiles (~24 bytes a
+    pixel, :mod:`microfair.qc.tiled`), plus 8 MB."""
     group = tile * tile * max(1, GROUP_PIXELS // (tile * tile))
-    return (unit * 2.5 + group * 24) / MiB + 8
+    band = unit if band is None else min(unit, band)
+    return (unit * 1.34 + 2 * band + group * 24) / MiB + 8
 
 
 class _Reader:
@@ -120,9 +122,15 @@ class _Reader:
 
 
 def write_level(array: Any, region: tuple[slice, ...], block: np.ndarray) -> int:
-    """Write one level of a unit (whole shards or chunks) into its Zarr array; returns the bytes written."""
+    """Write one band of one level of a unit (whole shards or chunks) into its Zarr array; returns the bytes."""
     array[region] = block
     return int(block.nbytes)
+
+
+def bands(height: int, step: int) -> list[tuple[int, int]]:
+    """Row ranges of ``step`` rows (a write block's height) covering ``height``."""
+    step = max(1, int(step))
+    return [(y, min(y + step, height)) for y in range(0, height, step)]
 
 
 @dataclass
@@ -148,12 +156,29 @@ def _thumb(levels: list[np.ndarray], size: int) -> np.ndarray:
     return lvl
 
 
+class _Cancelled(Exception):
+    """A unit stopped because another one failed."""
+
+
+def _earliest_failure(failed: Future, running: set[Future], order: dict[Future, int]) -> BaseException:
+    """The error of the first unit (in plane order) that failed, once the running units have stopped: with several
+    bad planes, the message names the first, whatever thread finished first."""
+    wait(running)
+    errors = [(order[f], f.exception()) for f in (failed, *running) if not f.cancelled()]
+    real = [(i, e) for i, e in errors if e is not None and not isinstance(e, _Cancelled)]
+    return min(real, key=lambda ie: ie[0])[1] if real else failed.exception()  # type: ignore[return-value]
+
+
 class PlaneEngine:
     """Converts one scene unit by unit (see the module docstring)."""
 
     def __init__(self, data: Any, arrays: list[Any], *, chunk_z: int, tile: int, thumb_size: int, workers: int,
-                 uid: str = "conversion", proof: Any = None, scene: int = 0) -> None:
+                 uid: str = "conversion", proof: Any = None, scene: int = 0,
+                 blocks: list[tuple[int, ...]] | None = None) -> None:
+        """``blocks``: the write block (shard, or tile of whole chunks) of every level; each level is written in
+        bands of one block row, so a band's encoded shards, not the whole level's, are in memory at once."""
         self.data, self.arrays, self.tile, self.thumb_size = data, arrays, int(tile), int(thumb_size)
+        self.band_rows = [int(b[-2]) for b in blocks] if blocks else [int(a.shape[-2]) for a in arrays]
         self.workers = max(1, int(workers))
         self.units = units(data, chunk_z)
         self.space = key_space(data.dtype)
@@ -164,7 +189,7 @@ class PlaneEngine:
     def _process(self, u: Unit, reader: _Reader) -> tuple[Unit, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
                                                          np.ndarray | None, np.ndarray, int]:
         if self._stop.is_set():
-            raise RuntimeError("cancelled")
+            raise _Cancelled()
         block = reader.read(u)
         floats = self.space.is_float
         vec = np.stack([channel_stats_tiled(block[:, i], self.space, self.tile) for i in range(block.shape[1])])
@@ -179,12 +204,13 @@ class PlaneEngine:
         mip = None
         if u.t[0] == 0:
             mip = (np.fmax if floats else np.maximum).reduce(_thumb(levels, self.thumb_size)[0], axis=1)
-        region = (slice(*u.t), slice(*u.c), slice(*u.z))
+        lead = (slice(*u.t), slice(*u.c), slice(*u.z))
         written = 0
-        for lvl, arr in zip(levels, self.arrays):
-            if self._stop.is_set():
-                raise RuntimeError("cancelled")
-            written += write_level(arr, region, lvl)
+        for lvl, arr, rows in zip(levels, self.arrays, self.band_rows):
+            for y0, y1 in bands(lvl.shape[-2], rows):
+                if self._stop.is_set():
+                    raise _Cancelled()
+                written += write_level(arr, (*lead, slice(y0, y1)), lvl[..., y0:y1, :])
             if arr is self.arrays[0] and self.proof is not None:  # read level 0 back while it is in the page cache
                 self.proof.check_unit(self.scene, u.t, u.c, u.z, digests)
         return u, vec, lo, hi, planes, mip, digests, written
@@ -201,17 +227,26 @@ class PlaneEngine:
         mip: np.ndarray | None = None
         written = 0
         reader = _Reader(self.data)
-        pending = list(reversed(self.units))
+        pending = list(reversed(list(enumerate(self.units))))
         window = 2 * self.workers
+        order: dict[Future, int] = {}
         with ThreadPoolExecutor(self.workers, thread_name_prefix="microfair-plane") as pool:
             running: set[Future] = set()
             try:
                 while pending or running:
                     while pending and len(running) < window:
-                        running.add(pool.submit(self._process, pending.pop(), reader))
+                        i, unit = pending.pop()
+                        fut = pool.submit(self._process, unit, reader)
+                        order[fut] = i
+                        running.add(fut)
                     done, running = wait(running, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        u, vec, lo, hi, planes, proj, dig, w = fut.result()  # the first failure stops the loop
+                    for fut in sorted(done, key=order.__getitem__):
+                        if fut.exception() is not None:
+                            self._stop.set()
+                            for other in running:
+                                other.cancel()
+                            raise _earliest_failure(fut, running, order)
+                        u, vec, lo, hi, planes, proj, dig, w = fut.result()
                         (c0, c1), (t0, t1), (z0, z1) = u.c, u.t, u.z
                         vectors[c0:c1] += vec
                         if minimum is None:
@@ -233,7 +268,7 @@ class PlaneEngine:
                                 mip_seen[c] = True
                         written += w
             except BaseException:
-                self._stop.set()  # tasks not started return at once; running ones stop before their next level
+                self._stop.set()  # tasks not started return at once; running ones stop before their next band
                 for fut in running:
                     fut.cancel()
                 raise
@@ -242,10 +277,11 @@ class PlaneEngine:
                            len(self.units), self.workers)
 
 
-def engine_workers(limit_mb: int, unit: int, dtype: np.dtype, tile: int, cores: int | None = None) -> int:
+def engine_workers(limit_mb: int, unit: int, dtype: np.dtype, tile: int, cores: int | None = None,
+                   band: int | None = None) -> int:
     """Tasks at once within ``limit_mb`` (0 when even one unit does not fit: the dask path tiles the plane)."""
     from microfair.convert.memory import BASELINE_MB
 
-    per = per_unit_mb(unit, dtype, tile)
+    per = per_unit_mb(unit, dtype, tile, band)
     room = limit_mb - BASELINE_MB
     return max(0, min(cores or os.cpu_count() or 1, int(room // per) if room > 0 else 0))

@@ -210,11 +210,14 @@ class PixelProof:
         :meth:`verify`, which then skips these planes. Returns how many planes were read back."""
         s = self.scenes[index]
         n = 0
+        rows = max(s.tile, s.block[-2] // s.tile * s.tile)  # one write-block row at a time (bounded memory)
         for i, j, k in np.ndindex(t[1] - t[0], c[1] - c[0], z[1] - z[0]):
             plane = (t[0] + i, c[0] + j, z[0] + k)
             if not s.sample[plane]:
                 continue
-            got = _read_back_block(s.where, *plane, (0, s.shape[3]), (0, s.shape[4]), s.tile, self.pipeline)
+            got = np.concatenate([_read_back_block(s.where, *plane, (y0, min(y0 + rows, s.shape[3])),
+                                                   (0, s.shape[4]), s.tile, self.pipeline)
+                                  for y0 in range(0, s.shape[3], rows)], axis=0)
             self._compare(s, plane, got, source[i, j, k])
             s.checked[plane] = True
             n += 1

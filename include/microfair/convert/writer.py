@@ -324,7 +324,9 @@ def _plane_engine(src: SceneSource, plan: ImagePlan, arrays: list[Any], settings
     if client is not None or settings.engine == "dask":
         return None
     unit = unit_bytes(src.data, settings.chunk_z)
-    workers = engine_workers(settings.memory_limit_mb, unit, plan.dtype, plan.chunks[-1])
+    blocks = [plan.level_block(i) for i in range(len(plan.level_shapes))]
+    band = unit * min(1.0, blocks[0][-2] / max(1, plan.level_shapes[0][-2]))  # one block row of level 0
+    workers = engine_workers(settings.memory_limit_mb, unit, plan.dtype, plan.chunks[-1], band=int(band))
     if workers == 0:
         if settings.engine == "planes":
             raise ConversionError(f"conversion.engine=planes, but a unit of whole planes ({unit / 2**20:.0f} MB) "
@@ -333,7 +335,8 @@ def _plane_engine(src: SceneSource, plan: ImagePlan, arrays: list[Any], settings
                  "graph tiles it", who, unit / 2**20, settings.memory_limit_mb)
         return None
     engine = PlaneEngine(src.data, arrays, chunk_z=settings.chunk_z, tile=plan.chunks[-1],
-                         thumb_size=thresholds.thumbnail_size, workers=workers, uid=who, proof=proof, scene=index)
+                         thumb_size=thresholds.thumbnail_size, workers=workers, uid=who, proof=proof, scene=index,
+                         blocks=blocks)
     log.info("%s: plane engine, %d unit(s) of up to %.0f MB on %d thread(s)", who, len(engine.units), unit / 2**20,
              workers)
     return engine
