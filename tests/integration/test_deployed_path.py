@@ -56,7 +56,9 @@ def facility(tmp_path_factory) -> tuple[Path, Path]:
     config = init_local_config(root / "facility", ("scope-a", "scope-b"))
     data = yaml.safe_load(config.read_text())
     data["schedule"] = None  # only the runs this test triggers
-    data["dask"] = {"n_workers": 2}  # two spawned worker processes in the convert task
+    # two spawned worker processes in the convert task (the default without a connection converts in the task's
+    # own process; the local cluster is what used to die under a real executor, so it is what this stack runs)
+    data["dask"] = {"n_workers": 2, "local_cluster": True}
     for zone in data["landing_zones"]:
         zone["stability_seconds"] = 1
     config.write_text(yaml.safe_dump(data, sort_keys=False))

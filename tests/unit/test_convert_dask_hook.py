@@ -159,3 +159,35 @@ def test_the_main_module_is_restored_after_nested_uses():
             assert sys.modules["__main__"] is inner
         assert sys.modules["__main__"] is inner  # still in use by the outer block
     assert sys.modules["__main__"] is main
+
+
+@pytest.mark.parametrize("local_cluster,expect", [(False, "in-process"), (True, "cluster")])
+def test_without_a_connection_the_convert_task_runs_in_process_unless_a_local_cluster_is_asked(
+        monkeypatch, local_cluster, expect):
+    """No scheduler to scale out to: the plane engine in the task's process (client None); ``dask.local_cluster``
+    keeps the local cluster of worker processes."""
+    from contextlib import contextmanager
+    from types import SimpleNamespace
+
+    import microfair.ingest as ingest
+    import microfair_airflow.common as common
+    from microfair.config.core import DaskSettings
+    from microfair_airflow.operators.ingest import DatasetStageOperator
+
+    cfg = SimpleNamespace(dask=DaskSettings(local_cluster=local_cluster), conversion=ConversionSettings())
+    monkeypatch.setattr(common, "facility", lambda path: (cfg, SimpleNamespace()))
+    monkeypatch.setattr(common, "run_context", lambda context: "ctx")
+    monkeypatch.setattr(DaskHook, "scheduler_address", lambda self: None)
+    sentinel = object()
+
+    @contextmanager
+    def fake_client(self):
+        yield sentinel
+
+    monkeypatch.setattr(DaskHook, "client", fake_client)
+    seen = []
+    monkeypatch.setattr(ingest, "convert_dataset",
+                        lambda cfg, ledger, uid, ctx, client=None: seen.append(client) or "converted")
+    op = DatasetStageOperator(task_id="convert", dataset_uid="MF-1", stage="convert")
+    assert op.execute({}) == "MF-1"  # the dataset uid goes on to the next task
+    assert seen == [None] if expect == "in-process" else seen == [sentinel]

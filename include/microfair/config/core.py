@@ -94,6 +94,9 @@ class DaskSettings(Strict):
     )
     n_workers: int | None = Field(None, ge=1, description="local cluster workers (default: cores)")
     threads_per_worker: int = Field(1, ge=1)
+    local_cluster: bool = Field(
+        False, description="without the connection: start a local dask cluster of worker processes for the "
+                           "conversion (true), or convert in the task's own process with the plane engine (false)")
 
 
 class ProjectDefaults(Strict):

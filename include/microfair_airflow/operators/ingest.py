@@ -1,8 +1,9 @@
 """Operators for the dask-heavy ingest stages: conversion to OME-Zarr and QC.
 
-They hold parameters only; ``execute`` gets a dask client from :class:`DaskHook`
-(the scheduler named by the ``dask_default`` connection, else a local cluster)
-and calls the domain function in :mod:`microfair.ingest`.
+They hold parameters only; ``execute`` calls the domain function in :mod:`microfair.ingest`. The conversion
+runs on the dask scheduler named by the ``dask_default`` connection (scale-out, through :class:`DaskHook`);
+without it, in the task's own process on the plane engine's threads (``microfair.convert.planes``, bounded by
+``conversion.memory_limit_mb``), or on a local cluster of worker processes when ``dask.local_cluster`` is true.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ class DatasetStageOperator(BaseOperator):
     :param dataset_uid: ledger identifier of the dataset (templated; usually an upstream XCom).
     :param stage: ``convert`` or ``qc``.
     :param dask_conn_id: Airflow connection naming a dask scheduler (default: the facility file's
-        ``dask.connection_id``, ``dask_default``); a local cluster sized for the machine is used
-        when the connection does not exist.
+        ``dask.connection_id``, ``dask_default``); when it does not exist, the conversion runs in the task's
+        process (plane engine), or on a local cluster sized for the machine with ``dask.local_cluster: true``.
     :param config_path: facility configuration; ``$MICROFAIR_CONFIG`` when omitted.
     """
 
@@ -64,8 +65,15 @@ class DatasetStageOperator(BaseOperator):
         if self.stage == "convert":
             hook = DaskHook(dask_conn_id=self.dask_conn_id or cfg.dask.connection_id, settings=cfg.conversion,
                             dask_settings=cfg.dask)
-            with hook.client() as client:
-                state = ingest.convert_dataset(cfg, ledger, self.dataset_uid, ctx, client=client)
+            if hook.scheduler_address() is None and not cfg.dask.local_cluster:
+                # no scheduler to scale out to: the plane engine on this process's threads, within
+                # conversion.memory_limit_mb (microfair.convert.planes); dask.local_cluster: true starts workers
+                log.info("%s: no dask connection %r: converting in this task's process (plane engine)",
+                         self.dataset_uid, hook.dask_conn_id)
+                state = ingest.convert_dataset(cfg, ledger, self.dataset_uid, ctx, client=None)
+            else:
+                with hook.client() as client:
+                    state = ingest.convert_dataset(cfg, ledger, self.dataset_uid, ctx, client=client)
         elif self.stage == "qc":
             state = ingest.qc_dataset(cfg, ledger, self.dataset_uid, ctx)
         else:
