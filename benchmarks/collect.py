@@ -5,7 +5,8 @@ peers: SHA-256 and BLAKE3 while copying, ``fsync``, a read-back of the temporary
 cache dropped) compared with the BLAKE3, and an exclusive publication under the final name. The peers:
 
 * at their defaults: ``rsync -a`` (whole-file checksum while receiving, no fsync) and ``cp``;
-* with the same durability: ``rsync -a --fsync`` and ``cp`` + ``sync``;
+* with the same durability: ``rsync -a --fsync`` and ``cp`` + ``sync``, and ``cp`` + ``sync`` followed by
+  an ``O_DIRECT`` read of the copy (the same three passes over the disk as microfair, without hashes);
 * microfair's own buffered path (the fallback where O_DIRECT is refused: ``transfer.DIRECT = False``),
   and its previous loop (read, write, hash one after another, then fsync and read back), for the
   before/after figures.
@@ -148,6 +149,9 @@ def main() -> None:
         "cp": lambda: ["cp", str(src), str(dest("cp.bin"))],
         "rsync -a --fsync": lambda: ["rsync", "-a", "--fsync", str(src), str(dest("rsf.bin"))],
         "cp + sync": lambda: f"cp {src} {dest('cps.bin')} && sync {work / 'out' / 'cps.bin'}",
+        "cp + sync + read back": lambda: (f"cp {src} {dest('cpr.bin')} && sync {work / 'out' / 'cpr.bin'} && "
+                                          f"dd if={work / 'out' / 'cpr.bin'} of=/dev/null bs=32M iflag=direct "
+                                          "status=none"),
         "microfair previous loop": lambda: py_job(PREVIOUS, "prev.bin"),
         "disk write: dd conv=fsync": lambda: ["dd", f"if={src}", f"of={dest('dd.bin')}", "bs=16M", "conv=fsync",
                                               "status=none"],
@@ -179,7 +183,8 @@ def main() -> None:
           f"{os.cpu_count()} cores, load {load:.1f}, {work}")
     for title, names in (("Peers at their defaults", ["microfair copy_verified", "rsync -a", "cp"]),
                          ("Same durability (fsync) for the peers", ["microfair copy_verified", "rsync -a --fsync",
-                                                                     "cp + sync", "microfair buffered path",
+                                                                     "cp + sync", "cp + sync + read back",
+                                                                     "microfair buffered path",
                                                                      "microfair previous loop"]),
                          ("Machine limits, same run", ["disk write: dd conv=fsync", "disk write: dd oflag=direct",
                                                        "disk read: dd iflag=direct",

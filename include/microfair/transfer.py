@@ -29,6 +29,7 @@ Which path was taken is logged once per process and returned in :attr:`Copied.di
 
 from __future__ import annotations
 
+import errno
 import logging
 import mmap
 import os
@@ -245,7 +246,7 @@ def copy_into(src: BinaryIO, out_fd: int, digest: StreamingDigest, *, chunk: int
             for f in group:
                 f.result()
         if dfd is None:
-            say("buffered", "O_DIRECT not available here")
+            say("buffered", "O_DIRECT switched off or not available")
         os.fsync(out_fd)
         os.lseek(out_fd, offset, os.SEEK_SET)
         return Copied(offset - start, verify.finish(offset), probed and dfd is not None)

@@ -228,3 +228,22 @@ def test_the_path_taken_is_logged_once(direct_ok, monkeypatch, caplog):
             _copy(src, direct_ok / f"tmp{n}.bin")
     said = [r.getMessage() for r in caplog.records if "copy engine" in r.getMessage()]
     assert said == ["collect copy engine: O_DIRECT path (writes and read-back bypass the page cache)"]
+
+
+def test_a_temporary_cut_short_before_its_read_back_fails_clearly(direct_ok, monkeypatch):
+    data = os.urandom(4 * SMALL)
+    src, dest = direct_ok / "src.bin", direct_ok / "raw" / "dest.bin"
+    src.write_bytes(data)
+    real = transfer.read_back
+
+    def truncate_then_read(fd, lo, hi, hasher, **kw):
+        if hi == len(data) > lo:  # the last range: every write is done, so nothing extends the file again
+            os.truncate(os.readlink(f"/proc/self/fd/{fd}"), lo + 1)  # the disk lost the rest
+        return real(fd, lo, hi, hasher, **kw)
+
+    monkeypatch.setattr(transfer, "read_back", truncate_then_read)
+    monkeypatch.setattr(col, "copy_into", lambda *a, **kw: transfer.copy_into(*a, chunk=SMALL, **kw))
+    st = src.stat()
+    with pytest.raises(OSError, match="read back: the file ends at byte"):
+        col.copy_verified(src, dest, tag="t", expect_size=st.st_size, expect_mtime_ns=st.st_mtime_ns)
+    assert not dest.exists()
