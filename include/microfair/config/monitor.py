@@ -33,6 +33,12 @@ class AlertSettings(Strict):
     dashboard_url: str | None = Field(
         None, description="public URL of the dashboard (e.g. https://airflow.example.org/microfair/) for links")
     max_per_scan: int = Field(50, ge=1, description="alerts sent in one go; the rest are summarised in one message")
+    forecast_every_minutes: float = Field(
+        15.0, ge=0, description="storage_filling: recompute the storage forecast at most this often (0: after "
+                                "every task)")
+    forecast_change_fraction: float = Field(
+        0.01, ge=0, description="storage_filling: recompute sooner when the ledger's dataset count or bytes "
+                                "changed by this fraction")
 
     @model_validator(mode="after")
     def _recipients(self) -> "AlertSettings":

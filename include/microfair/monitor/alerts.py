@@ -310,19 +310,21 @@ def _flag(v: Any) -> bool:
 
 
 def run_alert_scan(ledger: Ledger, settings: AlertSettings, get_connection: Callable[[str], Any],
-                   cfg: Any = None) -> dict[str, Any]:
+                   cfg: Any = None, *, now: datetime | None = None) -> dict[str, Any]:
     """Scan, then send: what the Airflow listener calls after every microfair task.
 
-    With the facility configuration ``cfg``, missing landing zones alert too (:func:`zone_alerts`).
+    With the facility configuration ``cfg``, missing landing zones alert too (:func:`zone_alerts`), and
+    tiers filling up (the storage forecast, recomputed at most every ``forecast_every_minutes``).
     """
     if not settings.enabled:
         return {"alerts": 0, "channels": {}}
-    alerts = scan_alerts(ledger, settings)
+    now = now or datetime.now(timezone.utc)
+    alerts = scan_alerts(ledger, settings, now=now)
     if cfg is not None and "acquisition_failed" in settings.events:
-        alerts = zone_alerts(cfg, ledger) + alerts
+        alerts = zone_alerts(cfg, ledger, now=now) + alerts
     if cfg is not None and "storage_filling" in settings.events:
-        from microfair.monitor.forecast import forecast_alerts  # imports this module
+        from microfair.monitor.forecast_throttle import throttled_forecast_alerts
 
-        alerts = forecast_alerts(cfg, ledger) + alerts
+        alerts = throttled_forecast_alerts(cfg, ledger, settings, now=now) + alerts
     channels = send_alerts(ledger, settings, alerts, notifiers_from_connections(settings, get_connection))
     return {"alerts": len(alerts), "channels": channels}
