@@ -18,7 +18,8 @@ run its output is deleted and everything is synced (untimed), so a contender tha
 behind (``rsync -a``, ``cp``) does not slow the next one down. Printed: median seconds and MB/s, the
 ratio to ``rsync -a`` (> 1: faster than rsync), and peak RSS (GNU ``time``). The machine's limits are
 measured in the same run: disk write (``dd conv=fsync`` buffered, ``dd oflag=direct``), read
-(``dd iflag=direct``), and the disk-only floor of a verified copy (``dd`` O_DIRECT copy, then an
+(``dd iflag=direct``), a read and a write at once (two ``dd``: if the disk overlapped them, this would
+take the longer of the two, not their sum), and the disk-only floor of a verified copy (``dd`` O_DIRECT copy, then an
 O_DIRECT read of the copy: the same three passes over the disk, no hashing).
 
     .venv/bin/python benchmarks/collect.py [--size-gb 2] [--runs 3] [--workdir /var/tmp/microfair-collect]
@@ -159,6 +160,10 @@ def main() -> None:
                                                 "oflag=direct", "conv=fsync", "status=none"],
         "disk read: dd iflag=direct": lambda: ["dd", f"if={src}", "of=/dev/null", "bs=16M", "iflag=direct",
                                                "status=none"],
+        "disk read ‖ write: 2 dd at once": lambda: (
+            f"dd if={src} of=/dev/null bs=32M iflag=direct status=none & "
+            f"dd if=/dev/zero of={dest('ddz.bin')} bs=32M count={size >> 25} oflag=direct conv=fsync status=none; "
+            "wait"),
         "3 passes: dd copy + read back": lambda: (
             f"dd if={src} of={dest('ddc.bin')} bs=32M iflag=direct oflag=direct conv=fsync status=none && "
             f"dd if={dd_copy} of=/dev/null bs=32M iflag=direct status=none"),
@@ -188,6 +193,7 @@ def main() -> None:
                                                                      "microfair previous loop"]),
                          ("Machine limits, same run", ["disk write: dd conv=fsync", "disk write: dd oflag=direct",
                                                        "disk read: dd iflag=direct",
+                                                       "disk read ‖ write: 2 dd at once",
                                                        "3 passes: dd copy + read back"])):
         print(f"\n{title}\n| contender | s | MB/s | speed vs rsync -a | peak RSS |\n|---|---|---|---|---|")
         for n in names:
