@@ -111,7 +111,8 @@ def gather_items(cfg: Any, ledger: Any, plan: DepositPlan, target: str, *, inclu
             changed.append((f.uid, f.remote, f.sha256 or "", sha))
         ds = ledger.require(f.uid)
         is_raw = ds.raw_path is not None and Path(ds.raw_path) == Path(f.local)
-        items.append(DepositItem(f.remote, f.local, size, sha, md5, f.uid, "raw" if is_raw else "metadata"))
+        kind = "raw" if is_raw else "companion" if f.role == "companion" else "metadata"  # metadata: its RO-Crate
+        items.append(DepositItem(f.remote, f.local, size, sha, md5, f.uid, kind))
         if not is_raw or f.uid in extras_done:  # e.g. the dataset's RO-Crate beside it: no second set of extras
             continue
         extras_done.add(f.uid)
