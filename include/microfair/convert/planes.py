@@ -247,6 +247,7 @@ class PlaneEngine:
                                 other.cancel()
                             raise _earliest_failure(fut, running, order)
                         u, vec, lo, hi, planes, proj, dig, w = fut.result()
+                        del order[fut]  # the future holds its result (~0.7 MB of QC vectors) while referenced
                         (c0, c1), (t0, t1), (z0, z1) = u.c, u.t, u.z
                         vectors[c0:c1] += vec
                         if minimum is None:

@@ -52,6 +52,9 @@ from microfair.qc.report import QcReport, SceneQc
 
 log = logging.getLogger(__name__)
 
+# before any reader or zarr thread allocates: the threads a conversion runs share one malloc arena
+limit_arenas()
+
 TMP_MARK = ".tmp-"
 OLD_MARK = ".old-"
 
