@@ -59,23 +59,22 @@ class Unit:
         return (self.t[1] - self.t[0], self.c[1] - self.c[0], self.z[1] - self.z[0])
 
 
-def _block_range(chunks: tuple[int, ...], start: int, end: int) -> tuple[int, int]:
+def _ranges(chunks: tuple[int, ...], ends: list[int]) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """(position range, block-index range) of each piece between consecutive ``ends`` (chunk boundaries)."""
     edges = np.cumsum((0, *chunks))
-    return int(np.searchsorted(edges, start)), int(np.searchsorted(edges, end))
+    starts = [0, *ends[:-1]]
+    first = np.searchsorted(edges, starts)
+    last = np.searchsorted(edges, ends)
+    return [((a, b), (int(i), int(j))) for a, b, i, j in zip(starts, ends, first, last)]
 
 
 def units(data: Any, chunk_z: int) -> list[Unit]:
     """The units of a (T, C, Z, Y, X) dask array: cut along T and C wherever a source chunk ends, along Z where a
     source chunk and a ``chunk_z`` Zarr chunk both end; Y and X whole."""
-    t_ends, c_ends = cut_points(data.chunks[0], 1), cut_points(data.chunks[1], 1)
-    z_ends = cut_points(data.chunks[2], chunk_z)
-    out = []
-    for t in zip([0, *t_ends[:-1]], t_ends):
-        for c in zip([0, *c_ends[:-1]], c_ends):
-            for z in zip([0, *z_ends[:-1]], z_ends):
-                out.append(Unit(t, c, z, (_block_range(data.chunks[0], *t), _block_range(data.chunks[1], *c),
-                                          _block_range(data.chunks[2], *z))))
-    return out
+    ts = _ranges(data.chunks[0], cut_points(data.chunks[0], 1))
+    cs = _ranges(data.chunks[1], cut_points(data.chunks[1], 1))
+    zs = _ranges(data.chunks[2], cut_points(data.chunks[2], chunk_z))
+    return [Unit(t, c, z, (bt, bc, bz)) for t, bt in ts for c, bc in cs for z, bz in zs]
 
 
 def unit_bytes(data: Any, chunk_z: int) -> int:
@@ -96,28 +95,51 @@ def per_unit_mb(unit: int, dtype: np.dtype, tile: int, band: int | None = None) 
 
 
 class _Reader:
-    """The source's blocks as delayed objects, computed synchronously inside a task (one graph optimisation)."""
+    """The source's blocks, each computed synchronously inside a task from its own small subgraph.
+
+    The reader's graph is optimised and materialised once; a block's subgraph (its read and the few reshape or
+    getitem tasks above it) is collected from the dependencies, so reading a block costs its own tasks only, not a
+    pass over the graph of the whole scene (which ``dask.compute`` of a delayed block would make: ~14 ms a block
+    for 10,000 planes).
+    """
 
     def __init__(self, data: Any) -> None:
-        self.blocks = data.to_delayed(optimize_graph=True)
+        from dask.core import flatten
+
+        keys = list(flatten(data.__dask_keys__()))
+        self.graph = dict(data.__dask_optimize__(data.__dask_graph__(), keys))
+        self.name = data.name
+        self.numblocks = data.numblocks
         self.starts = [np.cumsum((0, *c)) for c in data.chunks]
         self.dtype = np.dtype(data.dtype)
         self.yx = tuple(int(s) for s in data.shape[3:])
 
-    def read(self, u: Unit) -> np.ndarray:
-        import dask
+    def block(self, index: tuple[int, ...]) -> np.ndarray:
+        from dask.core import get_dependencies
+        from dask.local import get_sync
 
+        key = (self.name, *index)
+        sub: dict[Any, Any] = {}
+        todo = [key]
+        while todo:
+            k = todo.pop()
+            if k not in sub:
+                sub[k] = self.graph[k]
+                todo.extend(get_dependencies(self.graph, k))
+        return np.asarray(get_sync(sub, key))
+
+    def read(self, u: Unit) -> np.ndarray:
         (bt0, bt1), (bc0, bc1), (bz0, bz1) = u.blocks
-        sub = self.blocks[bt0:bt1, bc0:bc1, bz0:bz1]
-        parts = dask.compute(*sub.flat, scheduler="sync")
-        if len(parts) == 1:
-            return np.ascontiguousarray(parts[0])
+        index = [(it, ic, iz, iy, ix) for it in range(bt0, bt1) for ic in range(bc0, bc1) for iz in range(bz0, bz1)
+                 for iy in range(self.numblocks[3]) for ix in range(self.numblocks[4])]
+        if len(index) == 1:
+            return np.ascontiguousarray(self.block(index[0]))
         out = np.empty((*u.shape, *self.yx), dtype=self.dtype)
         origin = (u.t[0], u.c[0], u.z[0], 0, 0)
-        for idx, part in zip(np.ndindex(*sub.shape), parts):
-            at = [int(self.starts[a][i + b]) - o for a, (i, b, o) in
-                  enumerate(zip(idx, (bt0, bc0, bz0, 0, 0), origin))]
-            out[tuple(slice(s, s + n) for s, n in zip(at, np.shape(part)))] = part
+        for idx in index:
+            part = self.block(idx)
+            at = [int(self.starts[a][i]) - o for a, (i, o) in enumerate(zip(idx, origin))]
+            out[tuple(slice(s, s + n) for s, n in zip(at, part.shape))] = part
         return out
 
 
