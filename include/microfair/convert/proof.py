@@ -210,7 +210,7 @@ class PixelProof:
         :meth:`verify`, which then skips these planes. Returns how many planes were read back."""
         s = self.scenes[index]
         n = 0
-        rows = s.tile  # one row of Zarr chunks at a time: a few MB, whatever the plane
+        rows = max(s.tile, s.block[-2] // s.tile * s.tile)  # one write-block row at a time (whole shards: fastest)
         for i, j, k in np.ndindex(t[1] - t[0], c[1] - c[0], z[1] - z[0]):
             plane = (t[0] + i, c[0] + j, z[0] + k)
             if not s.sample[plane]:
