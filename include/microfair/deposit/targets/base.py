@@ -73,7 +73,7 @@ class DepositItem:
     sha256: str
     md5: str
     uid: str | None = None
-    kind: str = "raw"  # raw | zarr-archive | report
+    kind: str = "raw"  # raw | companion | metadata (the RO-Crate beside a raw file) | zarr-archive | report
 
     @property
     def folder(self) -> str:
