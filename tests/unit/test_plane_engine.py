@@ -144,3 +144,14 @@ def test_a_failing_unit_stops_the_others_and_publishes_nothing(tmp_path, monkeyp
     assert 7 <= at_failure < 12 * levels  # 12 units: those after the failure were not written
     result = convert_to_zarr(open_image(src), out, settings=settings("planes"), ome_xml=None)
     np.testing.assert_array_equal(level_arrays(result.path)[0][0], data)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "int16", "float32"])
+def test_halving_in_bands_of_rows_is_the_whole_plane_mean(dtype):
+    from microfair.convert.pyramid import downsample2, halve
+
+    rng = np.random.default_rng(49)
+    for shape in ((1, 1, 1, 37, 53), (1, 3, 2, 1025, 77), (1, 1, 1, 5, 3)):
+        a = (rng.random(shape) * 1000).astype(dtype)
+        for band_pixels in (64, 1000, 1 << 21):  # 2-row bands, odd-sized last bands, one band
+            np.testing.assert_array_equal(halve(a, band_pixels), downsample2(a))

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from microfair.convert.proof import DIGEST, block_tile_digests
-from microfair.convert.pyramid import downsample2
+from microfair.convert.pyramid import downsample2, halve
 from microfair.convert.slabs import cut_points
 from microfair.qc.metrics import PLANE_FIELDS, KeySpace, key_space
 from microfair.qc.tiled import GROUP_PIXELS, channel_stats_tiled, plane_stats_tiled
@@ -222,7 +222,7 @@ class PlaneEngine:
         digests = block_tile_digests(block, self.tile)
         levels = [block]
         for _ in self.arrays[1:]:
-            levels.append(downsample2(levels[-1]))
+            levels.append(halve(levels[-1]))  # in bands of rows: no plane-sized temporaries
         mip = None
         if u.t[0] == 0:
             mip = (np.fmax if floats else np.maximum).reduce(_thumb(levels, self.thumb_size)[0], axis=1)

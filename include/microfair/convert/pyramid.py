@@ -61,6 +61,23 @@ def downsample2(block: np.ndarray) -> np.ndarray:
     return s.astype(dt, copy=False)
 
 
+def halve(block: np.ndarray, band_pixels: int = 1 << 21) -> np.ndarray:
+    """:func:`downsample2` of a whole plane (or unit of planes), made a band of rows at a time so that its wide
+    temporaries (sums of two rows in 32 bits: twice the input for 16-bit pixels) stay a few MB, not plane-sized.
+
+    The bands have an even number of rows (but the last), so the result is :func:`downsample2`'s, bit for bit.
+    """
+    *lead, y, x = block.shape
+    rows = max(2, band_pixels // max(1, x * math.prod(lead)) // 2 * 2)
+    if rows >= y:
+        return downsample2(block)
+    out = np.empty((*lead, (y + 1) // 2, (x + 1) // 2), dtype=block.dtype)
+    for y0 in range(0, y, rows):
+        y1 = min(y0 + rows, y)
+        out[..., y0 // 2:(y1 + 1) // 2, :] = downsample2(block[..., y0:y1, :])
+    return out
+
+
 def _even(chunks: tuple[int, ...]) -> bool:
     return all(c % 2 == 0 for c in chunks[:-1])
 
