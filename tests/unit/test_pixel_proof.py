@@ -228,3 +228,29 @@ def test_the_read_back_in_small_batches_finds_the_same_plane(tmp_path, source, m
     faulty_writer(monkeypatch, _planes_swapped)
     with pytest.raises(ConversionError, match="t=0 c=1 z=1"):
         convert_to_zarr(open_image(source), tmp_path / "bad.ome.zarr", settings=dask_path, ome_xml=None)
+
+
+def test_read_back_arrays_opened_from_many_threads_leave_zarr_config_as_it_was(tmp_path):
+    """zarr's ``config.set`` restores what it saw on entry: two threads interleaving it left the zarrs pipeline
+    set for the whole process (the plane engine opens read-back arrays in its worker threads)."""
+    import threading
+
+    import zarr
+
+    import microfair.convert.proof as proof
+
+    zarr.create_array(str(tmp_path / "a.zarr"), shape=(4, 4), chunks=(2, 2), dtype="uint8")
+    before = zarr.config.get("codec_pipeline.path")
+    barrier = threading.Barrier(8)
+
+    def open_many():
+        for _ in range(100):
+            barrier.wait()
+            proof._open_level.__wrapped__(str(tmp_path), "a.zarr", "zarrs")
+
+    threads = [threading.Thread(target=open_many) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert zarr.config.get("codec_pipeline.path") == before

@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -23,6 +24,9 @@ log = logging.getLogger(__name__)
 
 ZARRS = "zarrs.ZarrsCodecPipeline"
 ENV = "MICROFAIR_ZARR_PIPELINE"
+#: zarr's ``config.set`` restores, on exit, the values it saw on entry: two threads inside it at once can leave the
+#: other's value set for the whole process. Every temporary change of zarr's config here holds this lock.
+CONFIG_LOCK = threading.RLock()
 
 
 def pipeline_name(native_allowed: bool = True) -> str:
@@ -45,5 +49,5 @@ def writing(native_allowed: bool = True) -> Iterator[str]:
     if name == "zarrs":
         options["codec_pipeline.path"] = ZARRS
     log.debug("Zarr arrays opened with the %s codec pipeline", name)
-    with zarr.config.set(options):
+    with CONFIG_LOCK, zarr.config.set(options):
         yield name

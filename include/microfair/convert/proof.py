@@ -144,12 +144,10 @@ def _open_level(root: str, path: str, pipeline: str = "zarr-python") -> Any:
     share the writer's state or caches), with zarr-python's own codec pipeline or with zarrs."""
     import zarr
 
-    options: dict[str, object] = {}
-    if pipeline == "zarrs":
-        from microfair.convert.pipeline import ZARRS
+    from microfair.convert.pipeline import CONFIG_LOCK, ZARRS
 
-        options["codec_pipeline.path"] = ZARRS
-    with zarr.config.set(options):
+    options: dict[str, object] = {"codec_pipeline.path": ZARRS} if pipeline == "zarrs" else {}
+    with CONFIG_LOCK, zarr.config.set(options):  # called from the plane engine's threads: one at a time
         return zarr.open_array(zarr.storage.LocalStore(root, read_only=True), path=path, mode="r")
 
 
