@@ -155,3 +155,13 @@ def test_halving_in_bands_of_rows_is_the_whole_plane_mean(dtype):
         a = (rng.random(shape) * 1000).astype(dtype)
         for band_pixels in (64, 1000, 1 << 21):  # 2-row bands, odd-sized last bands, one band
             np.testing.assert_array_equal(halve(a, band_pixels), downsample2(a))
+
+
+def test_a_thumbnail_beyond_the_stored_levels_is_the_dask_paths(tmp_path):
+    data = textured_stack((1, 3, 1100, 600), seed=50)  # one stored level: the projection needs two more halvings
+    src = write_ome_tiff(tmp_path / "in.ome.tiff", data)
+    a, b = both(src, tmp_path, max_levels=1)
+    mips = [np.asarray(x) for x in (a.qc.scenes[0].mip, b.qc.scenes[0].mip)]
+    assert mips[0].shape == (1, 275, 150)
+    np.testing.assert_array_equal(*mips)
+    assert qc_json(a) == qc_json(b)

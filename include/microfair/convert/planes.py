@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from microfair.convert.proof import DIGEST, block_tile_digests
-from microfair.convert.pyramid import downsample2, halve
+from microfair.convert.pyramid import halve, thumbnail_source
 from microfair.convert.slabs import cut_points
 from microfair.qc.metrics import PLANE_FIELDS, KeySpace, key_space
 from microfair.qc.tiled import GROUP_PIXELS, channel_stats_tiled, plane_stats_tiled
@@ -167,17 +167,6 @@ class SceneValues:
     workers: int
 
 
-def _thumb(levels: list[np.ndarray], size: int) -> np.ndarray:
-    """:func:`microfair.convert.pyramid.thumbnail_source` on in-memory levels."""
-    for lvl in levels:
-        if max(lvl.shape[-2:]) <= 2 * size:
-            return lvl
-    lvl = levels[-1]
-    while max(lvl.shape[-2:]) > 2 * size:
-        lvl = downsample2(lvl)
-    return lvl
-
-
 class _Cancelled(Exception):
     """A unit stopped because another one failed."""
 
@@ -225,7 +214,7 @@ class PlaneEngine:
             levels.append(halve(levels[-1]))  # in bands of rows: no plane-sized temporaries
         mip = None
         if u.t[0] == 0:
-            mip = (np.fmax if floats else np.maximum).reduce(_thumb(levels, self.thumb_size)[0], axis=1)
+            mip = (np.fmax if floats else np.maximum).reduce(thumbnail_source(levels, self.thumb_size, halve)[0], axis=1)
         lead = (slice(*u.t), slice(*u.c), slice(*u.z))
         written = 0
         for lvl, arr, rows in zip(levels, self.arrays, self.band_rows):

@@ -117,12 +117,14 @@ def build_pyramid(level0: da.Array, shapes: list[tuple[int, ...]], blocks: list[
     return levels
 
 
-def thumbnail_source(levels: list[da.Array], size: int) -> da.Array:
-    """The first level whose Y and X fit ``2 * size``; coarser levels are made (not stored) if needed."""
+def thumbnail_source(levels: list, size: int, smaller=None):
+    """The first level whose Y and X fit ``2 * size``; coarser levels are made (not stored) if needed, with
+    ``smaller`` (:func:`downsample_level` for lazy dask levels, :func:`halve` for in-memory ones)."""
+    smaller = smaller or downsample_level
     for lvl in levels:
         if max(lvl.shape[-2:]) <= 2 * size:
             return lvl
     lvl = levels[-1]
     while max(lvl.shape[-2:]) > 2 * size:
-        lvl = downsample_level(lvl)
+        lvl = smaller(lvl)
     return lvl
